@@ -1,0 +1,143 @@
+package authz
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// KeySource finds the key that verifies a token for one provider. It is the
+// jwt.Keyfunc of that provider, with the request's context. *jwks.Cache
+// implements it.
+type KeySource interface {
+	// Key returns the key for the token's kid and alg. Its errors wrap
+	// jwks.ErrNotReady when no key set was ever loaded, and
+	// jwks.ErrKeyNotFound when the kid is unknown.
+	Key(ctx context.Context, t *jwt.Token) (any, error)
+}
+
+// Provider is one identity provider whose tokens are accepted.
+type Provider struct {
+	// Name names the provider in logs and metrics.
+	Name string
+	// Issuer is the exact iss value of its tokens. Required.
+	Issuer string
+	// Audiences are the accepted aud values; a token must carry at least
+	// one. Required: without it, a token minted for another API of the same
+	// tenant would pass.
+	Audiences []string
+	// Algorithms are the accepted signing algorithms. Defaults to RS256.
+	// none and HMAC algorithms are refused.
+	Algorithms []string
+	// Keys verifies the provider's signatures. Required.
+	Keys KeySource
+}
+
+// Rule says what a path needs. The first rule whose Path matches wins; a
+// path no rule matches needs a valid token.
+type Rule struct {
+	// Path matches itself and every path below it ("/public" matches
+	// "/public" and "/public/x", not "/publicity"). Case-sensitive.
+	Path string
+	// Public lets requests through without a token. A valid token still
+	// yields claim headers; an absent, invalid or expired one is ignored.
+	Public bool
+	// Scopes are all required, from the "scope" claim (space-separated) or
+	// the "scp" claim (array or space-separated string). Not with Public.
+	Scopes []string
+}
+
+// PayloadClaim, as the claim of a claim header, forwards the whole verified
+// payload, base64url-encoded as in the token (Envoy jwt_authn's
+// forward_payload_header).
+const PayloadClaim = "$payload"
+
+// DefaultClaimHeaders are used when Config.ClaimHeaders is empty.
+var DefaultClaimHeaders = map[string]string{"x-jwt-sub": "sub", "x-jwt-payload": PayloadClaim}
+
+// Config configures a [Server].
+type Config struct {
+	// Providers are the accepted identity providers; at least one, with
+	// distinct issuers.
+	Providers []Provider
+	// Rules are the path rules, first match wins.
+	Rules []Rule
+	// ClaimHeaders maps an upstream header name to the claim it carries. A
+	// claim name matches exactly first (namespaced claims such as
+	// "https://example.com/roles" are common); otherwise dots descend into
+	// nested objects. Defaults to [DefaultClaimHeaders].
+	ClaimHeaders map[string]string
+	// ClockSkew is the leeway for exp, nbf and iat. Defaults to 60s, as
+	// Envoy's jwt_authn. A negative value means none.
+	ClockSkew time.Duration
+	// Realm is the realm of the WWW-Authenticate challenge. Defaults to
+	// "extauthz".
+	Realm string
+	// MaxTokenBytes bounds the bearer token. Defaults to 8 KiB.
+	MaxTokenBytes int
+	// Logger gets one line per denial (Info) and per allow (Debug); never a
+	// token. Defaults to slog.Default().
+	Logger *slog.Logger
+	// Observer receives every decision, for metrics. Nil means none.
+	Observer Observer
+	// Now is the clock. Defaults to time.Now.
+	Now func() time.Time
+}
+
+// Observer receives the outcome of every decision.
+type Observer interface {
+	// ObserveCheck is called once per decision; provider is "" when the
+	// token named no configured provider (or there was no token).
+	ObserveCheck(provider string, reason Reason, d time.Duration)
+}
+
+var knownAlgs = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+
+// forbiddenHeaders may not carry claims: setting them would let a token
+// change how the proxy routes or frames the request.
+var forbiddenHeaders = []string{"authorization", "host", "connection", "content-length", "transfer-encoding",
+	"te", "trailer", "upgrade", "keep-alive", "proxy-authorization", "proxy-connection", "cookie",
+	"x-envoy-auth-headers-to-remove"}
+
+func validHeaderName(h string) bool {
+	if h == "" {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// compileRules checks and normalises the rules.
+func compileRules(in []Rule) ([]rule, error) {
+	out := make([]rule, 0, len(in))
+	for i, r := range in {
+		if r.Public && len(r.Scopes) > 0 {
+			return nil, fmt.Errorf("rule %d (%s): a rule cannot be both public and require scopes", i, r.Path)
+		}
+		strict, lenient, ok := readings(r.Path)
+		if !ok || strict != lenient || strings.ContainsAny(r.Path, "?#") {
+			return nil, fmt.Errorf("rule %d: path %q must be a plain absolute path (no query, escapes, dot segments or repeated slashes)", i, r.Path)
+		}
+		p := strict
+		if len(p) > 1 {
+			p = strings.TrimSuffix(p, "/")
+		}
+		for _, s := range r.Scopes {
+			if s == "" || strings.ContainsAny(s, " \t\"\\") {
+				return nil, fmt.Errorf("rule %d (%s): scope %q is not a valid scope token", i, r.Path, s)
+			}
+		}
+		out = append(out, rule{path: p, public: r.Public, scopes: slices.Clone(r.Scopes)})
+	}
+	return out, nil
+}

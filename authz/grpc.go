@@ -1,0 +1,114 @@
+package authz
+
+import (
+	"context"
+	"log/slog"
+	"runtime/debug"
+	"strings"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+)
+
+// Check implements Envoy's ext_authz v3 Authorization service. A decision is
+// always a CheckResponse: OK with an OkHttpResponse on allow, or a non-OK
+// status with a DeniedHttpResponse on deny. An RPC error is returned only when
+// no decision can be made (a request without HTTP attributes, a cancelled or
+// expired call); Envoy turns those into its status_on_error (403 by default),
+// so they fail closed too. A panic becomes a 500 denial.
+func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *authv3.CheckResponse, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.LogAttrs(context.WithoutCancel(ctx), slog.LevelError, "panic in Check; denied",
+				slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
+			resp, err = CheckResponse(s.deny(Internal, nil)), nil
+		}
+	}()
+	h := req.GetAttributes().GetRequest().GetHttp()
+	if h == nil {
+		return nil, status.Error(codes.InvalidArgument, "check request has no attributes.request.http")
+	}
+	r := Request{Method: h.GetMethod(), Path: h.GetPath()}
+	if hs := h.GetHeaders(); len(hs) > 0 {
+		r.HeaderNames = make([]string, 0, len(hs))
+		for k, v := range hs {
+			r.HeaderNames = append(r.HeaderNames, k)
+			if strings.EqualFold(k, "authorization") {
+				r.Authorization = append(r.Authorization, v)
+			}
+		}
+		if r.Path == "" {
+			r.Path = hs[":path"]
+		}
+	} else if hm := h.GetHeaderMap(); hm != nil {
+		// Envoy sends header_map instead of headers with encode_raw_headers.
+		for _, hv := range hm.GetHeaders() {
+			k := strings.ToLower(hv.GetKey())
+			v := hv.GetValue()
+			if raw := hv.GetRawValue(); len(raw) > 0 {
+				v = string(raw)
+			}
+			r.HeaderNames = append(r.HeaderNames, k)
+			if k == "authorization" {
+				r.Authorization = append(r.Authorization, v)
+			}
+			if k == ":path" && r.Path == "" {
+				r.Path = v
+			}
+		}
+	}
+	d := s.Decide(ctx, r)
+	if err := ctx.Err(); err != nil {
+		// The caller gave up; whatever was decided, nobody is waiting.
+		return nil, status.FromContextError(err).Err()
+	}
+	return CheckResponse(d), nil
+}
+
+// CheckResponse renders a decision as Envoy's CheckResponse.
+//
+// On allow, each claim header is a HeaderValueOption that overwrites: the
+// deprecated append field is set to false (older Envoys read only it) and
+// append_action is OVERWRITE_IF_EXISTS_OR_ADD (newer Envoys read it when
+// append is unset); an unset append with the zero append_action would append
+// to the client's own copy. Headers that must not reach the upstream are in
+// headers_to_remove, which Envoy applies after headers; no name is in both.
+func CheckResponse(d Decision) *authv3.CheckResponse {
+	if d.Allowed() {
+		ok := &authv3.OkHttpResponse{HeadersToRemove: d.Remove}
+		for _, h := range d.Headers {
+			ok.Headers = append(ok.Headers, &corev3.HeaderValueOption{
+				Header:       &corev3.HeaderValue{Key: h.Name, Value: h.Value},
+				Append:       wrapperspb.Bool(false),
+				AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+			})
+		}
+		return &authv3.CheckResponse{
+			Status:       &rpcstatus.Status{Code: int32(codes.OK)},
+			HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: ok},
+		}
+	}
+	denied := &authv3.DeniedHttpResponse{
+		Status: &typev3.HttpStatus{Code: typev3.StatusCode(d.Status())},
+		Body:   d.Body,
+		Headers: []*corev3.HeaderValueOption{{
+			Header:       &corev3.HeaderValue{Key: "content-type", Value: "application/json"},
+			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+		}},
+	}
+	if d.WWWAuthenticate != "" {
+		denied.Headers = append(denied.Headers, &corev3.HeaderValueOption{
+			Header:       &corev3.HeaderValue{Key: "www-authenticate", Value: d.WWWAuthenticate},
+			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+		})
+	}
+	return &authv3.CheckResponse{
+		Status:       &rpcstatus.Status{Code: int32(d.Reason.Code()), Message: string(d.Reason)},
+		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: denied},
+	}
+}

@@ -1,0 +1,259 @@
+package authz
+
+import (
+	"strings"
+)
+
+// readings returns two readings of a request target: strict, the path as a
+// standards-following server sees it (query dropped, only unreserved
+// characters percent-decoded, dot segments resolved), and lenient, the path
+// as the most forgiving backend might see it (fully percent-decoded, twice
+// if need be, backslashes as slashes, ";" parameters dropped, repeated
+// slashes collapsed, dot segments resolved). ok is false when the target is
+// not an origin-form or absolute-form path at all (no leading slash, a
+// control character, a broken percent escape).
+//
+// Rules are matched against both readings and the stricter answer wins, so a
+// path is public only if every reading of it is public, and a path that any
+// backend could resolve into a scoped prefix needs those scopes.
+func readings(target string) (strict, lenient string, ok bool) {
+	if i := strings.IndexAny(target, "?#"); i >= 0 {
+		target = target[:i]
+	}
+	if rest, found := cutScheme(target); found {
+		// Absolute form (http://host/path), which nginx's $request_uri can
+		// carry: the path starts at the first slash after the authority.
+		i := strings.IndexByte(rest, '/')
+		if i < 0 {
+			return "/", "/", true
+		}
+		target = rest[i:]
+	}
+	if !strings.HasPrefix(target, "/") {
+		l := resolveDots(collapseSlashes(strings.ReplaceAll("/"+fullyDecode(target), `\`, "/")))
+		return "", l, false
+	}
+	if !strings.ContainsAny(target, `%\;`) && !strings.Contains(target, "//") && !strings.Contains(target, "/.") {
+		return target, target, validChars(target)
+	}
+	strict, ok = decodeUnreserved(target)
+	strict = resolveDots(strict)
+	lenient = strings.ReplaceAll(fullyDecode(target), `\`, "/")
+	lenient = resolveDots(collapseSlashes(dropParams(lenient)))
+	return strict, lenient, ok && validChars(target)
+}
+
+func cutScheme(s string) (string, bool) {
+	for _, p := range []string{"http://", "https://"} {
+		if len(s) >= len(p) && strings.EqualFold(s[:len(p)], p) {
+			return s[len(p):], true
+		}
+	}
+	return s, false
+}
+
+func validChars(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
+}
+
+func unreserved(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+		c == '-' || c == '.' || c == '_' || c == '~'
+}
+
+// decodeUnreserved decodes the percent escapes of unreserved characters
+// (RFC 3986 §2.3, the ones that never change a path's meaning) and leaves the
+// others encoded. ok is false on a broken escape.
+func decodeUnreserved(s string) (string, bool) {
+	var b strings.Builder
+	b.Grow(len(s))
+	for i := 0; i < len(s); i++ {
+		if s[i] != '%' {
+			b.WriteByte(s[i])
+			continue
+		}
+		if i+2 >= len(s) {
+			return s, false
+		}
+		hi, ok1 := unhex(s[i+1])
+		lo, ok2 := unhex(s[i+2])
+		if !ok1 || !ok2 {
+			return s, false
+		}
+		if c := hi<<4 | lo; unreserved(c) {
+			b.WriteByte(c)
+		} else {
+			b.WriteByte('%')
+			b.WriteByte(upper(s[i+1]))
+			b.WriteByte(upper(s[i+2]))
+		}
+		i += 2
+	}
+	return b.String(), true
+}
+
+func upper(c byte) byte {
+	if 'a' <= c && c <= 'f' {
+		return c - 'a' + 'A'
+	}
+	return c
+}
+
+// fullyDecode percent-decodes every valid escape, repeating up to three times
+// so that double encoding (%252e) is seen through.
+func fullyDecode(s string) string {
+	for range 3 {
+		if !strings.Contains(s, "%") {
+			return s
+		}
+		var b strings.Builder
+		b.Grow(len(s))
+		for i := 0; i < len(s); i++ {
+			if s[i] == '%' && i+2 < len(s) {
+				hi, ok1 := unhex(s[i+1])
+				lo, ok2 := unhex(s[i+2])
+				if ok1 && ok2 {
+					b.WriteByte(hi<<4 | lo)
+					i += 2
+					continue
+				}
+			}
+			b.WriteByte(s[i])
+		}
+		if b.Len() == len(s) {
+			return s
+		}
+		s = b.String()
+	}
+	return s
+}
+
+// dropParams removes ";parameters" from each segment (Tomcat and other
+// servlet containers resolve "/public/..;/admin" to "/admin").
+func dropParams(s string) string {
+	if !strings.Contains(s, ";") {
+		return s
+	}
+	segs := strings.Split(s, "/")
+	for i, seg := range segs {
+		if j := strings.IndexByte(seg, ';'); j >= 0 {
+			segs[i] = seg[:j]
+		}
+	}
+	return strings.Join(segs, "/")
+}
+
+func collapseSlashes(s string) string {
+	for strings.Contains(s, "//") {
+		s = strings.ReplaceAll(s, "//", "/")
+	}
+	return s
+}
+
+// resolveDots removes "." and ".." segments (RFC 3986 §5.2.4). The result
+// starts with "/", and ".." never climbs above the root.
+func resolveDots(p string) string {
+	if !strings.Contains(p, ".") {
+		return p
+	}
+	segs := strings.Split(p, "/")[1:]
+	out := make([]string, 0, len(segs))
+	for i, seg := range segs {
+		last := i == len(segs)-1
+		switch seg {
+		case ".":
+			if last {
+				out = append(out, "")
+			}
+		case "..":
+			if len(out) > 0 {
+				out = out[:len(out)-1]
+			}
+			if last {
+				out = append(out, "")
+			}
+		default:
+			out = append(out, seg)
+		}
+	}
+	return "/" + strings.Join(out, "/")
+}
+
+// rule is a compiled Rule.
+type rule struct {
+	path   string // normalised; "/" matches every path
+	public bool
+	scopes []string
+}
+
+func (r *rule) matches(p string) bool {
+	if r.path == "/" {
+		return true
+	}
+	return p == r.path || strings.HasPrefix(p, r.path) && p[len(r.path)] == '/'
+}
+
+// policy is what the rules ask of one request.
+type policy struct {
+	public bool
+	scopes []string // all required
+}
+
+// policyFor matches target against the rules (first match wins, per
+// reading) and merges the answers of both readings, the stricter winning.
+func policyFor(rules []rule, target string) policy {
+	strict, lenient, ok := readings(target)
+	var rs, rl *rule
+	for i := range rules {
+		if rs == nil && ok && rules[i].matches(strict) {
+			rs = &rules[i]
+		}
+		if rl == nil && rules[i].matches(lenient) {
+			rl = &rules[i]
+		}
+	}
+	if strict == lenient && ok {
+		if rs == nil {
+			return policy{}
+		}
+		return policy{public: rs.public, scopes: rs.scopes}
+	}
+	pol := policy{public: ok && rs != nil && rs.public && rl != nil && rl.public}
+	for _, r := range []*rule{rs, rl} {
+		if r == nil {
+			continue
+		}
+		for _, s := range r.scopes {
+			if !contains(pol.scopes, s) {
+				pol.scopes = append(pol.scopes, s)
+			}
+		}
+	}
+	return pol
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,85 @@
+package authz
+
+import (
+	"net/http"
+
+	"google.golang.org/grpc/codes"
+)
+
+// Reason is the outcome of a decision, in a closed set of values. The same
+// value is the deny body's cause, the log attribute and the metric label.
+type Reason string
+
+// The reasons. Allowed and Public are the two kinds of allow.
+const (
+	Allowed           Reason = "allowed"            // a valid token on a protected path
+	Public            Reason = "public"             // a public path, with or without a valid token
+	MissingToken      Reason = "missing_token"      // no Authorization header, or not a Bearer one
+	InvalidRequest    Reason = "invalid_request"    // several Authorization headers or tokens
+	TokenTooLarge     Reason = "token_too_large"    // over Config.MaxTokenBytes
+	Malformed         Reason = "malformed"          // not a JWS compact token
+	BadAlgorithm      Reason = "bad_algorithm"      // alg not allowed for the provider
+	BadSignature      Reason = "bad_signature"      // signature does not verify
+	UnknownKID        Reason = "unknown_kid"        // no key with that kid, even after a refresh
+	UnknownIssuer     Reason = "unknown_issuer"     // iss names no configured provider
+	WrongAudience     Reason = "wrong_audience"     // aud holds no accepted audience
+	Expired           Reason = "expired"            // exp passed (beyond the clock skew)
+	NotYetValid       Reason = "not_yet_valid"      // nbf or iat in the future (beyond the skew)
+	InvalidClaims     Reason = "invalid_claims"     // exp missing, a claim of the wrong type
+	InsufficientScope Reason = "insufficient_scope" // valid token lacking a required scope
+	KeysUnavailable   Reason = "jwks_unavailable"   // the provider's key set never loaded
+	Internal          Reason = "internal"           // a bug; denied
+)
+
+// Reasons lists every Reason, for metrics that want all label values.
+var Reasons = []Reason{Allowed, Public, MissingToken, InvalidRequest, TokenTooLarge, Malformed,
+	BadAlgorithm, BadSignature, UnknownKID, UnknownIssuer, WrongAudience, Expired, NotYetValid,
+	InvalidClaims, InsufficientScope, KeysUnavailable, Internal}
+
+// outcome is what a Reason means on the wire. This is the one table that maps
+// decisions to HTTP statuses and gRPC codes.
+type outcome struct {
+	status  int
+	code    codes.Code
+	message string // the deny body's "error" and the challenge's error_description
+	bearer  string // RFC 6750 error code for WWW-Authenticate; "" = bare challenge
+}
+
+var outcomes = map[Reason]outcome{
+	Allowed:           {http.StatusOK, codes.OK, "", ""},
+	Public:            {http.StatusOK, codes.OK, "", ""},
+	MissingToken:      {http.StatusUnauthorized, codes.Unauthenticated, "Missing or invalid Authorization header", ""},
+	InvalidRequest:    {http.StatusUnauthorized, codes.Unauthenticated, "Multiple Authorization headers or tokens", "invalid_request"},
+	TokenTooLarge:     {http.StatusUnauthorized, codes.Unauthenticated, "Token is too large", "invalid_token"},
+	Malformed:         {http.StatusUnauthorized, codes.Unauthenticated, "Token is malformed", "invalid_token"},
+	BadAlgorithm:      {http.StatusUnauthorized, codes.Unauthenticated, "The specified alg value is not allowed", "invalid_token"},
+	BadSignature:      {http.StatusUnauthorized, codes.Unauthenticated, "Signature verification failed", "invalid_token"},
+	UnknownKID:        {http.StatusUnauthorized, codes.Unauthenticated, "Unable to find matching public key", "invalid_token"},
+	UnknownIssuer:     {http.StatusUnauthorized, codes.Unauthenticated, "Invalid issuer", "invalid_token"},
+	WrongAudience:     {http.StatusUnauthorized, codes.Unauthenticated, "Invalid audience", "invalid_token"},
+	Expired:           {http.StatusUnauthorized, codes.Unauthenticated, "Token has expired", "invalid_token"},
+	NotYetValid:       {http.StatusUnauthorized, codes.Unauthenticated, "Token is not valid yet", "invalid_token"},
+	InvalidClaims:     {http.StatusUnauthorized, codes.Unauthenticated, "Token claims are invalid", "invalid_token"},
+	InsufficientScope: {http.StatusForbidden, codes.PermissionDenied, "Insufficient scope", "insufficient_scope"},
+	KeysUnavailable:   {http.StatusServiceUnavailable, codes.Unavailable, "Signing keys are not available yet", ""},
+	Internal:          {http.StatusInternalServerError, codes.Internal, "Internal error", ""},
+}
+
+// Allow reports whether the reason is an allow.
+func (r Reason) Allow() bool { return r == Allowed || r == Public }
+
+// Status is the HTTP status a client sees for the reason.
+func (r Reason) Status() int { return outcomeOf(r).status }
+
+// Code is the gRPC status code of the CheckResponse for the reason.
+func (r Reason) Code() codes.Code { return outcomeOf(r).code }
+
+// Message is the human-readable cause sent in the deny body.
+func (r Reason) Message() string { return outcomeOf(r).message }
+
+func outcomeOf(r Reason) outcome {
+	if o, ok := outcomes[r]; ok {
+		return o
+	}
+	return outcomes[Internal]
+}

@@ -1,0 +1,388 @@
+package jwks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/MicahParks/jwkset"
+	"github.com/MicahParks/keyfunc/v3"
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// Config configures a [Cache]. The zero value of every field but URL means
+// its documented default.
+type Config struct {
+	// Name names the provider in logs and metrics. Defaults to URL's host.
+	Name string
+	// URL is the JWKS endpoint. Required; http or https.
+	URL string
+	// Algorithms are the signing algorithms tokens may use; keys that fit
+	// none of them are skipped. Defaults to RS256.
+	Algorithms []string
+	// Client performs the fetches. Set it for a custom CA or client
+	// certificates. Redirects are refused whatever its CheckRedirect says:
+	// a key set is only taken from the configured URL. Defaults to a client
+	// cloned from http.DefaultTransport.
+	Client *http.Client
+	// RefreshInterval is the time between scheduled refreshes once a key set
+	// is loaded, and the cap of the retry backoff. Defaults to 15m.
+	RefreshInterval time.Duration
+	// MinRefreshInterval is the least time between the start of a fetch and
+	// one triggered by an unknown kid, and the first retry delay after a
+	// failed fetch. Defaults to 10s.
+	MinRefreshInterval time.Duration
+	// FetchTimeout bounds one fetch, connection to last byte. Defaults to 5s.
+	FetchTimeout time.Duration
+	// UnknownKIDWait is the longest a lookup for an unknown kid waits for the
+	// shared in-flight fetch before it gives up. Keep it well under the
+	// proxy's ext_authz timeout (Envoy's default is 200ms). Defaults to 100ms.
+	UnknownKIDWait time.Duration
+	// MaxBodyBytes bounds the JWKS response body. Defaults to 1 MiB.
+	MaxBodyBytes int64
+	// MaxKeys bounds the number of keys in a set; a larger set is refused.
+	// Defaults to 100.
+	MaxKeys int
+	// Logger receives fetch failures (Warn) and key set changes (Info).
+	// Defaults to slog.Default().
+	Logger *slog.Logger
+	// Observer receives the outcome of every fetch. Nil means none.
+	Observer Observer
+	// Now is the clock. Defaults to time.Now.
+	Now func() time.Time
+}
+
+// Observer receives the outcome of each fetch, for metrics.
+type Observer interface {
+	// ObserveFetch is called after every fetch with its error (nil on
+	// success), its duration and the number of usable keys it brought.
+	ObserveFetch(provider string, err error, d time.Duration, keys int)
+}
+
+// Status is a snapshot of a cache's state, for metrics and readiness.
+type Status struct {
+	Loaded      bool
+	Keys        int
+	LastSuccess time.Time // zero until the first successful fetch
+	LastError   error     // error of the latest fetch, nil if it succeeded
+}
+
+// Cache holds one provider's key set. It is safe for concurrent use. Its
+// lookups work once [Cache.Run] has loaded a key set.
+type Cache struct {
+	cfg     Config
+	store   *jwkset.MemoryJWKSet
+	kf      keyfunc.Keyfunc
+	kick    chan struct{}
+	loaded  atomic.Bool
+	keys    atomic.Int64
+	version atomic.Uint64
+
+	mu        sync.Mutex
+	lastFetch time.Time  // start of the latest fetch
+	inflight  *fetchCall // the fetch in progress or requested, if any
+	lastOK    time.Time
+	lastErr   error
+}
+
+type fetchCall struct {
+	done chan struct{}
+	err  error
+}
+
+// New validates cfg and returns a Cache. It does no I/O and starts no
+// goroutine: call [Cache.Run].
+func New(cfg Config) (*Cache, error) {
+	u, err := url.Parse(cfg.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("jwks: URL %q is not an absolute http(s) URL", cfg.URL)
+	}
+	if cfg.Name == "" {
+		cfg.Name = u.Host
+	}
+	if len(cfg.Algorithms) == 0 {
+		cfg.Algorithms = []string{"RS256"}
+	}
+	for _, a := range cfg.Algorithms {
+		if !knownAlg(a) {
+			return nil, fmt.Errorf("jwks: algorithm %q is not supported (want RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512 or EdDSA)", a)
+		}
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&cfg.RefreshInterval, 15*time.Minute)
+	def(&cfg.MinRefreshInterval, 10*time.Second)
+	def(&cfg.FetchTimeout, 5*time.Second)
+	def(&cfg.UnknownKIDWait, 100*time.Millisecond)
+	if cfg.MinRefreshInterval > cfg.RefreshInterval {
+		return nil, fmt.Errorf("jwks: minimum refresh interval %v is longer than the refresh interval %v", cfg.MinRefreshInterval, cfg.RefreshInterval)
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 1 << 20
+	}
+	if cfg.MaxKeys <= 0 {
+		cfg.MaxKeys = 100
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	client := &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	if cfg.Client != nil {
+		c := *cfg.Client
+		client = &c
+	}
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	cfg.Client = client
+
+	store := jwkset.NewMemoryStorage()
+	kf, err := keyfunc.New(keyfunc.Options{Storage: store})
+	if err != nil {
+		return nil, fmt.Errorf("jwks: %w", err)
+	}
+	return &Cache{cfg: cfg, store: store, kf: kf, kick: make(chan struct{}, 1)}, nil
+}
+
+func knownAlg(a string) bool {
+	switch a {
+	case "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA":
+		return true
+	}
+	return false
+}
+
+// Name returns the provider name the cache reports under.
+func (c *Cache) Name() string { return c.cfg.Name }
+
+// Ready reports whether a key set has been loaded.
+func (c *Cache) Ready() bool { return c.loaded.Load() }
+
+// Version changes every time a refresh replaces the key set. Callers that
+// cache verification results compare it to notice rotations.
+func (c *Cache) Version() uint64 { return c.version.Load() }
+
+// Status returns a snapshot of the cache's state.
+func (c *Cache) Status() Status {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return Status{Loaded: c.loaded.Load(), Keys: int(c.keys.Load()), LastSuccess: c.lastOK, LastError: c.lastErr}
+}
+
+// HasKey reports whether the current key set holds a key with this kid.
+func (c *Cache) HasKey(ctx context.Context, kid string) bool {
+	_, err := c.store.KeyRead(ctx, kid)
+	return err == nil
+}
+
+// Keyfunc returns a jwt.Keyfunc bound to ctx: it finds the key for a token's
+// kid whose alg matches the token's, refreshing the set once (rate limited)
+// when the kid is unknown. A token without a kid is checked against every key
+// that fits its alg, as Envoy's jwt_authn does.
+//
+// Its errors wrap [ErrNotReady] when no set was ever loaded and
+// [ErrKeyNotFound] when the kid is unknown.
+func (c *Cache) Keyfunc(ctx context.Context) jwt.Keyfunc {
+	return func(t *jwt.Token) (any, error) { return c.Key(ctx, t) }
+}
+
+// Key is [Cache.Keyfunc] without the closure.
+func (c *Cache) Key(ctx context.Context, t *jwt.Token) (any, error) {
+	if !c.loaded.Load() {
+		return nil, ErrNotReady
+	}
+	key, err := c.kf.KeyfuncCtx(ctx)(t)
+	if err == nil || !errors.Is(err, jwkset.ErrKeyNotFound) {
+		return key, err
+	}
+	if ferr := c.refreshUnknown(ctx); ferr != nil {
+		return nil, fmt.Errorf("%w (%w)", ErrKeyNotFound, ferr)
+	}
+	key, err = c.kf.KeyfuncCtx(ctx)(t)
+	if errors.Is(err, jwkset.ErrKeyNotFound) {
+		return nil, ErrKeyNotFound
+	}
+	return key, err
+}
+
+var (
+	errRateLimited = errors.New("refresh rate limited")
+	errWaitTimeout = errors.New("refresh still in flight")
+)
+
+// refreshUnknown asks Run for a refresh if the rate limit allows one, and
+// waits a bounded time for the shared in-flight fetch. It never waits on the
+// rate limit itself.
+func (c *Cache) refreshUnknown(ctx context.Context) error {
+	c.mu.Lock()
+	call := c.inflight
+	if call == nil {
+		if c.cfg.Now().Sub(c.lastFetch) < c.cfg.MinRefreshInterval {
+			c.mu.Unlock()
+			return errRateLimited
+		}
+		call = &fetchCall{done: make(chan struct{})}
+		c.inflight = call
+		// lastFetch is set here too, so that a flood of unknown kids arriving
+		// before Run starts the fetch still asks for one fetch only.
+		c.lastFetch = c.cfg.Now()
+		select {
+		case c.kick <- struct{}{}:
+		default:
+		}
+	}
+	c.mu.Unlock()
+
+	t := time.NewTimer(c.cfg.UnknownKIDWait)
+	defer t.Stop()
+	select {
+	case <-call.done:
+		return call.err
+	case <-t.C:
+		return errWaitTimeout
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Run loads the key set and keeps it fresh until ctx is done, then returns
+// nil. Until the first set loads it retries with a backoff that starts at
+// MinRefreshInterval and doubles up to RefreshInterval; once loaded it
+// refreshes every RefreshInterval, retrying failures the same way, and
+// serves refresh requests from unknown kids. Call it once.
+func (c *Cache) Run(ctx context.Context) error {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	backoff := c.cfg.MinRefreshInterval
+	for {
+		select {
+		case <-ctx.Done():
+			c.finish(ctx.Err())
+			return nil
+		case <-timer.C:
+		case <-c.kick:
+		}
+		err := c.refresh(ctx)
+		// A kick that arrived while this fetch ran was answered by it.
+		select {
+		case <-c.kick:
+		default:
+		}
+		next := c.cfg.RefreshInterval
+		if err != nil {
+			next, backoff = backoff, min(2*backoff, c.cfg.RefreshInterval)
+		} else {
+			backoff = c.cfg.MinRefreshInterval
+		}
+		timer.Reset(next)
+	}
+}
+
+// finish releases waiters of a requested fetch that will never run.
+func (c *Cache) finish(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.inflight != nil {
+		c.inflight.err = err
+		close(c.inflight.done)
+		c.inflight = nil
+	}
+}
+
+func (c *Cache) refresh(ctx context.Context) error {
+	c.mu.Lock()
+	if c.inflight == nil {
+		c.inflight = &fetchCall{done: make(chan struct{})}
+	}
+	c.lastFetch = c.cfg.Now()
+	c.mu.Unlock()
+
+	start := time.Now()
+	res, err := c.fetch(ctx)
+	d := time.Since(start)
+	if err == nil {
+		if err = c.store.KeyReplaceAll(ctx, res.Keys); err == nil {
+			c.keys.Store(int64(len(res.Keys)))
+			c.version.Add(1)
+			c.loaded.Store(true)
+		}
+	}
+
+	c.mu.Lock()
+	c.lastErr = err
+	if err == nil {
+		c.lastOK = c.cfg.Now()
+	}
+	c.inflight.err = err
+	close(c.inflight.done)
+	c.inflight = nil
+	c.mu.Unlock()
+
+	log := c.cfg.Logger.With(slog.String("provider", c.cfg.Name))
+	switch {
+	case err != nil && ctx.Err() != nil:
+		// Shutting down: not worth a warning.
+	case err != nil:
+		level := slog.LevelWarn
+		if !c.loaded.Load() {
+			level = slog.LevelError
+		}
+		log.LogAttrs(ctx, level, "jwks fetch failed; keeping the current key set",
+			slog.String("error", err.Error()), slog.Bool("loaded", c.loaded.Load()), slog.Duration("duration", d))
+	default:
+		log.LogAttrs(ctx, slog.LevelInfo, "jwks loaded",
+			slog.Int("keys", len(res.Keys)), slog.Int("skipped", len(res.Skipped)), slog.Duration("duration", d))
+		for _, s := range res.Skipped {
+			log.LogAttrs(ctx, slog.LevelWarn, "jwks key skipped", slog.String("why", s))
+		}
+	}
+	if c.cfg.Observer != nil {
+		c.cfg.Observer.ObserveFetch(c.cfg.Name, err, d, len(res.Keys))
+	}
+	return err
+}
+
+func (c *Cache) fetch(ctx context.Context) (ParseResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.FetchTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.cfg.URL, nil)
+	if err != nil {
+		return ParseResult{}, fmt.Errorf("%w: %w", ErrFetch, err)
+	}
+	req.Header.Set("Accept", "application/jwk-set+json, application/json")
+	req.Header.Set("User-Agent", "extauthz-jwks")
+	resp, err := c.cfg.Client.Do(req)
+	if err != nil {
+		return ParseResult{}, fmt.Errorf("%w: %w", ErrFetch, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return ParseResult{}, fmt.Errorf("%w: %w", ErrFetch, &StatusError{URL: c.cfg.URL, Code: resp.StatusCode})
+	}
+	if resp.ContentLength > c.cfg.MaxBodyBytes {
+		return ParseResult{}, fmt.Errorf("%w: %w: %d bytes announced, limit %d", ErrFetch, ErrBodyTooLarge, resp.ContentLength, c.cfg.MaxBodyBytes)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, c.cfg.MaxBodyBytes+1))
+	if err != nil {
+		return ParseResult{}, fmt.Errorf("%w: read %s: %w", ErrFetch, c.cfg.URL, err)
+	}
+	if int64(len(body)) > c.cfg.MaxBodyBytes {
+		return ParseResult{}, fmt.Errorf("%w: %w: limit %d", ErrFetch, ErrBodyTooLarge, c.cfg.MaxBodyBytes)
+	}
+	res, err := Parse(body, c.cfg.Algorithms, c.cfg.MaxKeys)
+	if err != nil {
+		return res, fmt.Errorf("%w: %s: %w", ErrFetch, c.cfg.URL, err)
+	}
+	return res, nil
+}

@@ -1,0 +1,34 @@
+package jwks
+
+import (
+	"errors"
+	"fmt"
+)
+
+var (
+	// ErrKeyNotFound means the key set has no key with the token's kid, even
+	// after any refresh the rate limit allowed.
+	ErrKeyNotFound = errors.New("jwks: no key with that kid")
+	// ErrNotReady means no key set has been loaded yet for the provider.
+	ErrNotReady = errors.New("jwks: key set not loaded yet")
+	// ErrFetch wraps every failure to fetch a key set.
+	ErrFetch = errors.New("jwks: fetch failed")
+	// ErrParse means a fetched document is not an acceptable JWK Set.
+	ErrParse = errors.New("jwks: not a usable JWK Set")
+	// ErrNoUsableKeys means a JWK Set holds no key that can verify tokens
+	// with the allowed algorithms.
+	ErrNoUsableKeys = errors.New("jwks: no usable signing key")
+	// ErrBodyTooLarge means the JWKS response exceeded Config.MaxBodyBytes.
+	ErrBodyTooLarge = errors.New("jwks: response body too large")
+)
+
+// StatusError is returned (wrapped in [ErrFetch]) when the JWKS endpoint
+// answers with a status other than 200.
+type StatusError struct {
+	URL  string
+	Code int
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("jwks: %s answered HTTP %d", e.URL, e.Code)
+}

@@ -1,0 +1,68 @@
+// Package standin is an Envoy stand-in for machines without Envoy: a small
+// reverse proxy that behaves, for the ext_authz part only, like Envoy's HTTP
+// filter envoy.filters.http.ext_authz in gRPC mode with a default
+// HttpConnectionManager in front of it. It is not a production proxy. Use a
+// real Envoy (see envoy/) wherever one can be had.
+//
+// It owns three things:
+//
+//   - [BuildCheckRequest]: the envoy.service.auth.v3.CheckRequest Envoy would
+//     send for an *http.Request (Envoy's CheckRequestUtils::createHttpCheck).
+//   - [ApplyOK] and [ApplyDenied]: how Envoy applies an OkHttpResponse to the
+//     request headers it forwards upstream, and how it turns a
+//     DeniedHttpResponse into the local reply sent to the client
+//     (Envoy's ext_authz Filter::onComplete and Utility::prepareLocalReply).
+//     Other packages' tests import these to prove that a header a client
+//     spoofs (say x-jwt-sub: admin) never reaches the upstream.
+//   - [Proxy]: an http.Handler that checks each request with an ext_authz
+//     server and then forwards it upstream, or answers for it, as Envoy would.
+//
+// # Envoy behaviour mirrored
+//
+// The behaviour was read from Envoy's source (source/extensions/filters/http/
+// ext_authz/ext_authz.cc, source/extensions/filters/common/ext_authz/
+// ext_authz_grpc_impl.cc and check_request_utils.cc, source/common/http/
+// conn_manager_utility.cc, header_map_impl.cc and utility.cc). In short:
+//
+//   - Before the check, the connection manager drops connection, upgrade,
+//     keep-alive, proxy-connection, transfer-encoding and x-envoy-internal
+//     and a list of x-envoy-* control headers, adds x-forwarded-proto when
+//     absent, derives :scheme from it, and adds an x-request-id when absent.
+//   - The CheckRequest carries every remaining header, lower-cased, the
+//     pseudo-headers :authority, :method, :path and :scheme included, with
+//     repeated headers joined by ",", and values made valid UTF-8 ("!" for
+//     bad bytes). size is the number of body bytes received so far, which is
+//     0 because the stand-in, like Envoy without with_request_body, checks on
+//     the headers alone.
+//   - An OK status applies OkHttpResponse.headers in order, then
+//     headers_to_remove (which can never remove a pseudo-header or host), then
+//     query_parameters_to_set and query_parameters_to_remove. A set deprecated
+//     append field wins over append_action. response_headers_to_add are
+//     applied to the upstream's response.
+//   - Any other status is a denial: the client gets DeniedHttpResponse's
+//     status (403 when unset), headers and body, and the upstream is never
+//     contacted. An ErrorResponse, an RPC error, a timeout (200ms by default)
+//     or an unreachable server is an error: the client gets
+//     Config.StatusOnError (403 by default) unless Config.FailureModeAllow.
+//
+// # Where it differs from Envoy
+//
+// It always validates mutations, as Envoy does with validate_mutations: true:
+// an invalid header name or value, an unknown append_action, or a bad
+// pseudo-header value makes it answer 500 without contacting the upstream,
+// because net/http cannot send what Envoy's codecs would also refuse. A
+// mutation of "host" is applied to :authority. gRPC clients get plain HTTP
+// local replies, not gRPC ones. It has no route table: one upstream, plus an
+// optional list of path prefixes on which the check is disabled.
+//
+// Envoy releases disagree on OkHttpResponse.headers: up to 1.36 they ignore
+// append_action (an unset append overwrites), 1.37.0 honoured it with an
+// unset action meaning "add another value" (envoyproxy/envoy#43310, reverted
+// in #43442), and the current source honours it again. The stand-in follows
+// the current source, the strictest reading for anti-spoofing tests: an
+// ext_authz server that wants to replace a client's header must say so with
+// append_action OVERWRITE_IF_EXISTS_OR_ADD (or append: false), which every
+// release honours.
+//
+// This package carries no stability promise.
+package standin

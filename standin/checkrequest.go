@@ -81,14 +81,17 @@ const partialBodyHeader = "x-envoy-auth-partial-body"
 // generates one too, so call it once per request. It does not bound r: an
 // http.Server with MaxHeaderBytes (see [Proxy.Serve]) does.
 func BuildCheckRequest(r *http.Request) *authv3.CheckRequest {
-	return buildCheckRequest(r, requestHeaders(r), time.Now())
+	return buildCheckRequest(r, connManager{}.requestHeaders(r, requestTarget(r)), time.Now(), nil)
 }
 
-func buildCheckRequest(r *http.Request, h http.Header, now time.Time) *authv3.CheckRequest {
+// buildCheckRequest builds the CheckRequest for r from h, the Envoy view of
+// its headers. disallowed holds lower-case header names left out of the
+// request (the ext_authz filter's disallowed_headers).
+func buildCheckRequest(r *http.Request, h http.Header, now time.Time, disallowed map[string]bool) *authv3.CheckRequest {
 	headers := make(map[string]string, len(h))
 	for k, vv := range h {
 		key := strings.ToLower(k)
-		if key == partialBodyHeader {
+		if key == partialBodyHeader || disallowed[key] {
 			continue
 		}
 		headers[key] = sanitize(strings.Join(vv, ","))
@@ -99,8 +102,8 @@ func buildCheckRequest(r *http.Request, h http.Header, now time.Time) *authv3.Ch
 		source.Service = sanitize(svc)
 	}
 	destination := &authv3.AttributeContext_Peer{}
-	if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok && la != nil {
-		destination.Address = socketAddress(la.String())
+	if la := localAddr(r); la != "" {
+		destination.Address = socketAddress(la)
 	}
 
 	return &authv3.CheckRequest{
@@ -123,13 +126,39 @@ func buildCheckRequest(r *http.Request, h http.Header, now time.Time) *authv3.Ch
 	}
 }
 
-// requestHeaders returns r's headers as Envoy's HTTP filters see them: the
-// connection manager's clean-up done, x-forwarded-proto and x-request-id
-// added when absent, and the pseudo-headers set. The result is a fresh map
-// that shares nothing with r.
-func requestHeaders(r *http.Request) http.Header {
-	h := make(http.Header, len(r.Header)+6)
+func localAddr(r *http.Request) string {
+	if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok && la != nil {
+		return la.String()
+	}
+	return ""
+}
+
+// connManager holds the HttpConnectionManager settings the stand-in
+// models; the zero value is Envoy's defaults.
+type connManager struct {
+	useRemoteAddress bool // use_remote_address: true
+	dropUnderscores  bool // headers_with_underscores_action: DROP_HEADER
+}
+
+// edgeOnlyHeaders are also removed from an edge request
+// (cleanInternalHeaders with edge_request).
+var edgeOnlyHeaders = []string{
+	"X-Envoy-Decorator-Operation",
+	"X-Envoy-Downstream-Service-Cluster",
+	"X-Envoy-Downstream-Service-Node",
+}
+
+// requestHeaders returns r's headers as Envoy's HTTP filters see them,
+// with target (the raw request target, possibly normalised) as :path: the
+// connection manager's clean-up done (conn_manager_utility.cc
+// mutateRequestHeaders), x-forwarded-proto and x-request-id added, and the
+// pseudo-headers set. The result is a fresh map that shares nothing with r.
+func (cm connManager) requestHeaders(r *http.Request, target string) http.Header {
+	h := make(http.Header, len(r.Header)+8)
 	for k, vv := range r.Header {
+		if cm.dropUnderscores && strings.Contains(k, "_") {
+			continue
+		}
 		h[k] = slices.Clone(vv)
 	}
 
@@ -151,6 +180,36 @@ func requestHeaders(r *http.Request) http.Header {
 	if r.TLS != nil {
 		connScheme = "https"
 	}
+	if cm.useRemoteAddress {
+		// Envoy is the edge and no hop is trusted: append the peer to
+		// x-forwarded-for (Envoy's own address for a loopback peer), and
+		// overwrite x-forwarded-proto. No source address is internal by
+		// default (Envoy 1.33 on), so the request is an edge request.
+		remote := hostOf(r.RemoteAddr)
+		xffAddr := remote
+		if ip, err := netip.ParseAddr(remote); err == nil && ip.IsLoopback() {
+			if local := hostOf(localAddr(r)); local != "" {
+				xffAddr = local
+			}
+		}
+		if xffAddr != "" {
+			xff := strings.Join(h.Values("X-Forwarded-For"), ",")
+			if xff != "" {
+				xff += ","
+			}
+			h["X-Forwarded-For"] = []string{xff + xffAddr}
+		}
+		h["X-Forwarded-Proto"] = []string{connScheme}
+		for _, k := range edgeOnlyHeaders {
+			delete(h, k)
+		}
+		if remote != "" {
+			h["X-Envoy-External-Address"] = []string{remote}
+		}
+		// An edge request always gets a fresh x-request-id
+		// (preserve_external_request_id defaults to false).
+		h["X-Request-Id"] = []string{newRequestID()}
+	}
 	if _, ok := h["X-Forwarded-Proto"]; !ok {
 		h["X-Forwarded-Proto"] = []string{connScheme}
 	}
@@ -167,9 +226,18 @@ func requestHeaders(r *http.Request) http.Header {
 
 	h[pseudoAuthority] = []string{r.Host}
 	h[pseudoMethod] = []string{r.Method}
-	h[pseudoPath] = []string{requestTarget(r)}
+	h[pseudoPath] = []string{target}
 	h[pseudoScheme] = []string{scheme}
 	return h
+}
+
+// hostOf returns the host part of "host:port", or "".
+func hostOf(hostport string) string {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return ""
+	}
+	return host
 }
 
 // requestTarget is the raw request target (path and query, no decoding) as

@@ -91,6 +91,33 @@ type Config struct {
 	// "/public/../admin" is always checked. Defaults to none.
 	DisabledPathPrefixes []string
 
+	// DisallowedHeaders are request header names (case-insensitive) left
+	// out of the CheckRequest, like the filter's disallowed_headers with
+	// exact matchers. They are still forwarded upstream. Defaults to none.
+	DisallowedHeaders []string
+
+	// The next three model HttpConnectionManager settings that change what
+	// the ext_authz filter sees. All default to false, Envoy's defaults.
+	// envoy/envoy.yaml sets all three; set them to stand in for it.
+
+	// UseRemoteAddress is use_remote_address: true, Envoy at the edge: the
+	// client's address is appended to x-forwarded-for, x-forwarded-proto
+	// and x-request-id are overwritten, x-envoy-external-address is set,
+	// and x-envoy-downstream-service-cluster/-node are removed.
+	UseRemoteAddress bool
+
+	// NormalizePath is normalize_path: true with merge_slashes: true and
+	// path_with_escaped_slashes_action: UNESCAPE_AND_REDIRECT: dot segments
+	// and repeated slashes are resolved before the check, so the
+	// ext_authz server and the upstream see the same path, and a path
+	// holding %2F or %5C gets a 307 to its unescaped form instead.
+	NormalizePath bool
+
+	// DropHeadersWithUnderscores is headers_with_underscores_action:
+	// DROP_HEADER: request headers whose name has "_" are dropped before
+	// the check and never forwarded.
+	DropHeadersWithUnderscores bool
+
 	// Logger receives one record per request decision and errors. Allows
 	// are logged at Debug, denials at Info, check failures at Warn. Never
 	// headers, query strings or bodies. Defaults to slog.Default().
@@ -114,6 +141,9 @@ type Proxy struct {
 	failureModeAllow bool
 	failureHeaderAdd bool
 	disabled         []string
+	disallowed       map[string]bool
+	cm               connManager
+	normalizePath    bool
 	log              *slog.Logger
 }
 
@@ -152,7 +182,13 @@ func New(cfg Config) (*Proxy, error) {
 		failureModeAllow: cfg.FailureModeAllow,
 		failureHeaderAdd: cfg.FailureModeAllowHeaderAdd,
 		disabled:         slices.Clone(cfg.DisabledPathPrefixes),
+		disallowed:       make(map[string]bool, len(cfg.DisallowedHeaders)),
+		cm:               connManager{useRemoteAddress: cfg.UseRemoteAddress, dropUnderscores: cfg.DropHeadersWithUnderscores},
+		normalizePath:    cfg.NormalizePath,
 		log:              cfg.Logger,
+	}
+	for _, name := range cfg.DisallowedHeaders {
+		p.disallowed[strings.ToLower(name)] = true
 	}
 	if p.timeout == 0 {
 		p.timeout = DefaultTimeout
@@ -234,7 +270,21 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "Request Header Fields Too Large", http.StatusRequestHeaderFieldsTooLarge)
 		return
 	}
-	h := requestHeaders(r)
+	target := requestTarget(r)
+	if p.normalizePath {
+		nt, redirect, ok := normalizeTarget(target)
+		switch {
+		case !ok:
+			_ = writeLocalReply(w, http.StatusBadRequest, nil, "Bad Request")
+			return
+		case redirect:
+			w.Header().Set("Location", nt)
+			_ = writeLocalReply(w, http.StatusTemporaryRedirect, nil, "")
+			return
+		}
+		target = nt
+	}
+	h := p.cm.requestHeaders(r, target)
 	logPath, _, _ := strings.Cut(first(h, pseudoPath), "?")
 	attrs := []slog.Attr{slog.String("method", r.Method), slog.String("path", logPath)}
 
@@ -245,7 +295,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	start := time.Now()
-	req := buildCheckRequest(r, h, start)
+	req := buildCheckRequest(r, h, start, p.disallowed)
 	ctx, cancel := context.WithTimeout(r.Context(), p.timeout)
 	resp, err := p.client.Check(ctx, req)
 	cancel()

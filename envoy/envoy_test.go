@@ -499,11 +499,11 @@ func TestConfigsRejectMistakes(t *testing.T) {
 		atProperties
 	)
 	cases := []struct {
-		name    string
-		old     string // text to replace, must occur in the config
-		new     string
-		modes   []mode
-		stage   stage
+		name  string
+		old   string // text to replace, must occur in the config
+		new   string
+		modes []mode
+		stage stage
 	}{
 		{name: "misspelled field", old: "failure_mode_allow: false", new: "failure_mode_alow: false", stage: atDecode},
 		{name: "bad enum", old: "transport_api_version: V3", new: "transport_api_version: V4", stage: atDecode},

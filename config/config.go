@@ -172,17 +172,23 @@ const MaxFileBytes = 1 << 20
 // line at fault. flag.ErrHelp is returned for -h.
 func Load(args []string, env Lookup, usage io.Writer) (*Config, error) {
 	fs := flag.NewFlagSet("extauthz", flag.ContinueOnError)
-	fs.SetOutput(usage)
+	// The flag package prints the error and the whole usage on a bad flag;
+	// the caller prints the error as one line instead, and the usage is
+	// only for -h.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	vals := make(map[string]*string, len(settings))
 	for _, s := range settings {
 		vals[s.name] = fs.String(s.name, s.def, s.usage+" [$"+s.env()+"]")
 	}
-	fs.Usage = func() {
-		fmt.Fprintf(usage, "Usage: extauthz [flags]\n\nEnvoy ext_authz (gRPC) and forward-auth (HTTP) server that verifies JWT bearer tokens against a JWKS.\nEvery flag can also be set by the variable in brackets, in the environment or in ./.env.\n\n")
-		fs.PrintDefaults()
-	}
 	if err := fs.Parse(args); err != nil {
-		return nil, err
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(usage, "Usage: extauthz [flags]\n\nEnvoy ext_authz (gRPC) and forward-auth (HTTP) server that verifies JWT bearer tokens against a JWKS.\nEvery flag can also be set by the variable in brackets, in the environment or in ./.env.\n\n")
+			fs.SetOutput(usage)
+			fs.PrintDefaults()
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w (-h lists the flags)", err)
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q (settings are flags such as --issuer)", fs.Arg(0))
@@ -216,13 +222,16 @@ func Load(args []string, env Lookup, usage io.Writer) (*Config, error) {
 		file, root, cfg.File = f, n, path
 	}
 
-	// get resolves a scalar: explicit source, else the file (via pick), else the default.
+	// get resolves a scalar: explicit source, else the file, else the
+	// default. src names where the value came from, for error messages; a
+	// file value is named by file:line: key.
 	get := func(name string, fromFile *string) (val, src string) {
 		if v, src, ok := explicit(name); ok {
 			return v, src
 		}
 		if fromFile != nil {
-			return *fromFile, cfg.File + ": " + strings.ReplaceAll(name, "-", "_")
+			key := strings.ReplaceAll(name, "-", "_")
+			return *fromFile, fmt.Sprintf("%s:%d: %s", cfg.File, lineOf(&root, key, -1), key)
 		}
 		for _, s := range settings {
 			if s.name == name {
@@ -256,8 +265,10 @@ func Load(args []string, env Lookup, usage io.Writer) (*Config, error) {
 		return &s
 	}
 	var errs []error
+	srcs := map[string]string{} // where each string setting came from
 	str := func(name string, fromFile *string) string {
-		v, _ := get(name, fromFile)
+		v, src := get(name, fromFile)
+		srcs[name] = src
 		return v
 	}
 	dur := func(name string, fromFile *time.Duration, allowZero bool) time.Duration {
@@ -295,22 +306,21 @@ func Load(args []string, env Lookup, usage io.Writer) (*Config, error) {
 
 	for _, a := range []struct{ name, val string }{{"grpc-addr", cfg.GRPCAddr}, {"http-addr", cfg.HTTPAddr}, {"admin-addr", cfg.AdminAddr}} {
 		if _, _, err := net.SplitHostPort(a.val); err != nil {
-			_, src := get(a.name, nil)
-			errs = append(errs, fmt.Errorf("%s: %q is not a host:port listen address", src, a.val))
+			errs = append(errs, fmt.Errorf("%s: %q is not a host:port listen address", srcs[a.name], a.val))
 		}
 	}
-	if cfg.JWKSMinRefreshInterval > cfg.JWKSRefreshInterval {
+	if len(errs) == 0 && cfg.JWKSMinRefreshInterval > cfg.JWKSRefreshInterval {
 		errs = append(errs, fmt.Errorf("--jwks-min-refresh-interval (%v) is longer than --jwks-refresh-interval (%v)", cfg.JWKSMinRefreshInterval, cfg.JWKSRefreshInterval))
 	}
 	switch cfg.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
-		errs = append(errs, fmt.Errorf("--log-level: %q is not debug, info, warn or error", cfg.LogLevel))
+		errs = append(errs, fmt.Errorf("%s: %q is not debug, info, warn or error", srcs["log-level"], cfg.LogLevel))
 	}
 	switch cfg.LogFormat {
 	case "json", "text":
 	default:
-		errs = append(errs, fmt.Errorf("--log-format: %q is not json or text", cfg.LogFormat))
+		errs = append(errs, fmt.Errorf("%s: %q is not json or text", srcs["log-format"], cfg.LogFormat))
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -321,11 +331,11 @@ func Load(args []string, env Lookup, usage io.Writer) (*Config, error) {
 	}
 
 	// Rules: --public-paths first, then the file's.
-	if v, _ := get("public-paths", file.PublicPaths); v != "" {
+	if v, src := get("public-paths", file.PublicPaths); v != "" {
 		for _, p := range strings.Split(v, ",") {
 			if p = strings.TrimSpace(p); p != "" {
 				if !strings.HasPrefix(p, "/") {
-					return nil, fmt.Errorf("--public-paths: %q does not start with /", p)
+					return nil, fmt.Errorf("%s: %q does not start with /", src, p)
 				}
 				cfg.Rules = append(cfg.Rules, Rule{Path: p, Public: true})
 			}
@@ -349,7 +359,13 @@ func Load(args []string, env Lookup, usage io.Writer) (*Config, error) {
 			if h == "" || c == "" {
 				return nil, fmt.Errorf("%s:%d: claim_headers: header %q and claim %q must both be set", cfg.File, lineOf(&root, "claim_headers", -1), h, c)
 			}
-			cfg.ClaimHeaders[strings.ToLower(h)] = c
+			lower := strings.ToLower(h)
+			if _, dup := cfg.ClaimHeaders[lower]; dup {
+				// Header names are case-insensitive: which claim won would
+				// depend on map order.
+				return nil, fmt.Errorf("%s:%d: claim_headers: header %s is set twice (names are case-insensitive)", cfg.File, lineOf(&root, "claim_headers", -1), lower)
+			}
+			cfg.ClaimHeaders[lower] = c
 		}
 	}
 	return cfg, nil
@@ -400,7 +416,7 @@ func loadProviders(cfg *Config, file *fileConfig, root *yaml.Node, explicit func
 		if !hasIssuer || issuer == "" {
 			return errors.New("no issuer configured: set --issuer (or AUTHZ_ISSUER, or the guide's AUTHACTION_DOMAIN), or providers in a --config file")
 		}
-		if !hasAudience || strings.TrimSpace(audience) == "" {
+		if !hasAudience || len(splitList(audience)) == 0 {
 			return errors.New("no audience configured: set --audience (or AUTHZ_AUDIENCE, or the guide's AUTHACTION_AUDIENCE); without one, tokens minted for any other API of the same issuer would pass")
 		}
 		p := Provider{Issuer: issuer, Audiences: splitList(audience), JWKSURL: jwksURL}
@@ -512,9 +528,51 @@ func readFile(path string) (*fileConfig, yaml.Node, error) {
 	}
 	fc, root, err := parseFile(data)
 	if err != nil {
-		return nil, root, fmt.Errorf("config file %s: %w", path, err)
+		return nil, root, yamlError(path, err)
 	}
 	return fc, root, nil
+}
+
+// fileError is a YAML error rendered as one line of FILE:LINE: messages.
+type fileError struct {
+	msg string
+	err error
+}
+
+func (e *fileError) Error() string { return e.msg }
+func (e *fileError) Unwrap() error { return e.err }
+
+// yamlError renders the YAML library's errors, which put "line N:" inside
+// the text and several type errors on several lines, as FILE:LINE: message
+// on one line.
+func yamlError(path string, err error) error {
+	at := func(msg string) string {
+		rest, ok := strings.CutPrefix(msg, "line ")
+		if !ok {
+			return "config file " + path + ": " + msg
+		}
+		n, text, ok := strings.Cut(rest, ": ")
+		if _, aerr := strconv.Atoi(n); !ok || aerr != nil {
+			return "config file " + path + ": " + msg
+		}
+		// "field x not found in type config.fileConfig" names a Go type.
+		if f, ok := strings.CutPrefix(text, "field "); ok {
+			if name, _, ok := strings.Cut(f, " not found in type "); ok {
+				text = "unknown field " + name
+			}
+		}
+		return path + ":" + n + ": " + text
+	}
+	// The messages quote the file's values, which may span lines.
+	oneLine := strings.NewReplacer("\n", `\n`, "\r", `\r`).Replace
+	if te, ok := errors.AsType[*yaml.TypeError](err); ok {
+		msgs := make([]string, len(te.Errors))
+		for i, m := range te.Errors {
+			msgs[i] = at(oneLine(m))
+		}
+		return &fileError{msg: strings.Join(msgs, "; "), err: err}
+	}
+	return &fileError{msg: at(oneLine(strings.TrimPrefix(err.Error(), "yaml: "))), err: err}
 }
 
 // parseFile decodes a config file's bytes strictly. It is the fuzz target

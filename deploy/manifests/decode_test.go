@@ -9,12 +9,11 @@ import (
 	"io"
 	"strings"
 
-	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
-	securityv1beta1 "istio.io/api/security/v1beta1"
-
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
+	securityv1beta1 "istio.io/api/security/v1beta1"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
@@ -43,21 +42,21 @@ func (o object) String() string {
 // decoders maps "apiVersion kind" to a strict decoder into the real type. A
 // document of any other kind fails decoding.
 var decoders = map[string]func(doc []byte) (any, error){
-	"v1 Namespace":                                   strictInto[corev1.Namespace],
-	"v1 ServiceAccount":                              strictInto[corev1.ServiceAccount],
-	"v1 ConfigMap":                                   strictInto[corev1.ConfigMap],
-	"v1 Secret":                                      strictInto[corev1.Secret],
-	"v1 Service":                                     strictInto[corev1.Service],
-	"apps/v1 Deployment":                             strictInto[appsv1.Deployment],
-	"policy/v1 PodDisruptionBudget":                  strictInto[policyv1.PodDisruptionBudget],
-	"autoscaling/v2 HorizontalPodAutoscaler":         strictInto[autoscalingv2.HorizontalPodAutoscaler],
-	"networking.k8s.io/v1 NetworkPolicy":             strictInto[networkingv1.NetworkPolicy],
-	"monitoring.coreos.com/v1 ServiceMonitor":        strictInto[monitoringv1.ServiceMonitor],
-	"security.istio.io/v1 AuthorizationPolicy":       decodeAuthorizationPolicy,
-	"security.istio.io/v1beta1 AuthorizationPolicy":  decodeAuthorizationPolicy,
-	"install.istio.io/v1alpha1 IstioOperator":        decodeIstioOperator,
-	"kustomize.config.k8s.io/v1beta1 Kustomization":  strictInto[kustomization],
-	"kustomize.config.k8s.io/v1alpha1 Component":     strictInto[kustomization],
+	"v1 Namespace":                                  strictInto[corev1.Namespace],
+	"v1 ServiceAccount":                             strictInto[corev1.ServiceAccount],
+	"v1 ConfigMap":                                  strictInto[corev1.ConfigMap],
+	"v1 Secret":                                     strictInto[corev1.Secret],
+	"v1 Service":                                    strictInto[corev1.Service],
+	"apps/v1 Deployment":                            strictInto[appsv1.Deployment],
+	"policy/v1 PodDisruptionBudget":                 strictInto[policyv1.PodDisruptionBudget],
+	"autoscaling/v2 HorizontalPodAutoscaler":        strictInto[autoscalingv2.HorizontalPodAutoscaler],
+	"networking.k8s.io/v1 NetworkPolicy":            strictInto[networkingv1.NetworkPolicy],
+	"monitoring.coreos.com/v1 ServiceMonitor":       strictInto[monitoringv1.ServiceMonitor],
+	"security.istio.io/v1 AuthorizationPolicy":      decodeAuthorizationPolicy,
+	"security.istio.io/v1beta1 AuthorizationPolicy": decodeAuthorizationPolicy,
+	"install.istio.io/v1alpha1 IstioOperator":       decodeIstioOperator,
+	"kustomize.config.k8s.io/v1beta1 Kustomization": strictInto[kustomization],
+	"kustomize.config.k8s.io/v1alpha1 Component":    strictInto[kustomization],
 }
 
 // strictInto decodes doc into a new T twice: with sigs.k8s.io/yaml's

@@ -8,10 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
 	securityv1beta1 "istio.io/api/security/v1beta1"
-
-	"google.golang.org/protobuf/proto"
 )
 
 // maxCheckTimeout bounds the providers' timeout: Istio's default is 600s,

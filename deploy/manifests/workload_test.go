@@ -118,7 +118,7 @@ func (w *workload) kinds() []string {
 type problems []error
 
 func (p *problems) addf(format string, args ...any) { *p = append(*p, fmt.Errorf(format, args...)) }
-func (p problems) err() error                      { return errors.Join(p...) }
+func (p problems) err() error                       { return errors.Join(p...) }
 
 // check runs every cross-object check on the workload and returns all
 // problems found.

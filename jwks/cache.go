@@ -207,6 +207,13 @@ func (c *Cache) Key(ctx context.Context, t *jwt.Token) (any, error) {
 		return key, err
 	}
 	if ferr := c.refreshUnknown(ctx); ferr != nil {
+		// A fetch that finished between the miss above and refreshUnknown's
+		// check (which then found no fetch in flight and the rate limit
+		// spent) may have brought the key: look once more before failing.
+		key, err = c.kf.KeyfuncCtx(ctx)(t)
+		if err == nil || !errors.Is(err, jwkset.ErrKeyNotFound) {
+			return key, err
+		}
 		return nil, fmt.Errorf("%w (%w)", ErrKeyNotFound, ferr)
 	}
 	key, err = c.kf.KeyfuncCtx(ctx)(t)
@@ -274,11 +281,6 @@ func (c *Cache) Run(ctx context.Context) error {
 		case <-c.kick:
 		}
 		err := c.refresh(ctx)
-		// A kick that arrived while this fetch ran was answered by it.
-		select {
-		case <-c.kick:
-		default:
-		}
 		next := c.cfg.RefreshInterval
 		if err != nil {
 			next, backoff = backoff, min(2*backoff, c.cfg.RefreshInterval)
@@ -323,6 +325,14 @@ func (c *Cache) refresh(ctx context.Context) error {
 	c.lastErr = err
 	if err == nil {
 		c.lastOK = c.cfg.Now()
+	}
+	// A kick still queued was sent by the request this fetch answers. Drop
+	// it here, while c.inflight is set and so no new request can kick: a
+	// request made once c.inflight is cleared below kicks anew, and Run must
+	// see that kick, or its waiters wait on a fetch that never starts.
+	select {
+	case <-c.kick:
+	default:
 	}
 	c.inflight.err = err
 	close(c.inflight.done)

@@ -314,6 +314,43 @@ func TestUnknownKIDFlood(t *testing.T) {
 	}
 }
 
+// TestUnknownKIDRacesRefresh: lookups that miss just as a refresh lands must
+// see the key it brought, not fail on the then-spent rate limit. Every lookup
+// here starts after the new key was published and while (or after) the one
+// refresh for it runs, so every lookup must succeed. The race is narrow, so
+// the test makes 100 rotations with 20 simultaneous lookups each.
+func TestUnknownKIDRacesRefresh(t *testing.T) {
+	srv := newJWKSServer(t, rsaSet(t, 0))
+	c := startCache(t, srv, jwks.Config{})
+	var failed atomic.Int64
+	for r := range 100 {
+		k := "rot-" + strconv.Itoa(r)
+		srv.setBody(set(t, rsaJWK(key(0), "k0"), rsaJWK(key(1), k)))
+		c.clock.Advance(time.Minute)
+		tok := mint(t, key(1), k)
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for range 20 {
+			wg.Go(func() {
+				<-start
+				if err := verify(t.Context(), c.Cache, tok); err != nil {
+					if failed.Add(1) == 1 {
+						t.Errorf("rotation %d: verify: got %v, want nil", r, err)
+					}
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+	}
+	if n := failed.Load(); n > 0 {
+		t.Errorf("%d of 2000 lookups failed, want 0", n)
+	}
+	if got, want := srv.hits.Load(), int64(101); got != want {
+		t.Errorf("hits: got %d, want %d (one per rotation)", got, want)
+	}
+}
+
 // TestUnknownKIDRateLimited: once a refresh ran, another unknown kid within
 // MinRefreshInterval fails at once, fetches nothing and does not wait.
 func TestUnknownKIDRateLimited(t *testing.T) {

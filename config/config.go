@@ -495,7 +495,12 @@ func finishProvider(p *Provider) error {
 		}
 	}
 	if p.Name == "" {
-		p.Name = u.Host
+		// Named after the issuer, as users know it; the JWKS host may be an
+		// internal address.
+		p.Name = p.Issuer
+		if iu, err := url.Parse(p.Issuer); err == nil && iu.Host != "" {
+			p.Name = iu.Host
+		}
 	}
 	return nil
 }

@@ -1,0 +1,115 @@
+package jwks_test
+
+import (
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/MicahParks/jwkset"
+
+	"github.com/extauthz/extauthz/jwks"
+)
+
+// FuzzParse feeds arbitrary documents to Parse, the one function that reads
+// bytes an identity provider (or whoever answers in its place) controls.
+// Seeds: the JWK Sets under testdata, garbage and the empty document; the
+// fuzzer's own finds are kept under testdata/fuzz/FuzzParse.
+func FuzzParse(f *testing.F) {
+	for _, name := range []string{"rsa.jwks.json", "ec.jwks.json", "mixed.jwks.json"} {
+		b, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	for _, s := range []string{
+		"",
+		"\x00\xff garbage \x7f",
+		"{",
+		"null",
+		`{"keys":null}`,
+		`{"keys":[]}`,
+		`{"keys":[{}]}`,
+		`{"keys":[{"kty":"RSA","n":"AQAB","e":"AQAB"}]}`,
+		`{"keys":[{"kty":"RSA","kid":"a","use":"enc","n":"AQAB","e":"AQAB"}],"keys":[]}`,
+		`{"keys":[{"kty":"oct","k":"c2VjcmV0","alg":"HS256"}]}`,
+		`{"keys":[{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}`,
+		`{"keys":[{"kty":"EC","crv":"P-256","x":"","y":""}]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	const maxKeys = 100
+	f.Fuzz(func(t *testing.T, data []byte) {
+		// Only RS256 allowed, as the service is configured by default.
+		res, err := jwks.Parse(data, []string{"RS256"}, maxKeys)
+		checkParse(t, res, err, maxKeys, func(k any) bool {
+			rk, ok := k.(*rsa.PublicKey)
+			return ok && rk.N.BitLen() >= jwks.MinRSABits
+		})
+		for _, k := range res.Keys {
+			if a := k.Marshal().ALG; a != "" && a != "RS256" {
+				t.Errorf("key %q: alg %q, want RS256 or none", k.Marshal().KID, a)
+			}
+		}
+
+		// Every algorithm allowed: each key is still a public key of a
+		// signing type.
+		res, err = jwks.Parse(data, []string{"RS256", "PS512", "ES256", "ES384", "ES512", "EdDSA"}, maxKeys)
+		checkParse(t, res, err, maxKeys, func(k any) bool {
+			switch k := k.(type) {
+			case *rsa.PublicKey:
+				return k.N.BitLen() >= jwks.MinRSABits
+			case *ecdsa.PublicKey, ed25519.PublicKey:
+				return true
+			}
+			return false
+		})
+	})
+}
+
+// checkParse checks what must hold for any Parse result: keys only with a
+// nil error, only sentinel errors, at most maxKeys keys, distinct kids, no
+// use but sig, no private material, and every key accepted by ok.
+func checkParse(t *testing.T, res jwks.ParseResult, err error, maxKeys int, ok func(any) bool) {
+	t.Helper()
+	switch {
+	case err == nil:
+		if len(res.Keys) == 0 {
+			t.Fatal("Parse: nil error and no keys")
+		}
+	case errors.Is(err, jwks.ErrParse), errors.Is(err, jwks.ErrNoUsableKeys):
+		if len(res.Keys) != 0 {
+			t.Fatalf("Parse: error %v with %d keys, want none", err, len(res.Keys))
+		}
+	default:
+		t.Fatalf("Parse: error %v wraps neither ErrParse nor ErrNoUsableKeys", err)
+	}
+	if len(res.Keys)+len(res.Skipped) > maxKeys {
+		t.Errorf("Parse: %d keys and %d skipped, more than maxKeys %d", len(res.Keys), len(res.Skipped), maxKeys)
+	}
+	seen := make(map[string]bool)
+	for _, k := range res.Keys {
+		m := k.Marshal()
+		if seen[m.KID] {
+			t.Errorf("kid %q returned twice", m.KID)
+		}
+		seen[m.KID] = true
+		if m.USE != "" && m.USE != jwkset.UseSig {
+			t.Errorf("key %q: use %q, want sig or none", m.KID, m.USE)
+		}
+		if m.D != "" || m.P != "" || m.Q != "" || m.K != "" {
+			t.Errorf("key %q: private or symmetric material kept", m.KID)
+		}
+		switch k.Key().(type) {
+		case *rsa.PrivateKey, *ecdsa.PrivateKey, ed25519.PrivateKey, []byte:
+			t.Errorf("key %q: got %T, want a public key", m.KID, k.Key())
+		}
+		if !ok(k.Key()) {
+			t.Errorf("key %q: %T is not an allowed signing key", m.KID, k.Key())
+		}
+	}
+}

@@ -17,8 +17,17 @@ import (
 // path is public only if every reading of it is public, and a path that any
 // backend could resolve into a scoped prefix needs those scopes.
 func readings(target string) (strict, lenient string, ok bool) {
-	if i := strings.IndexAny(target, "?#"); i >= 0 {
+	if i := strings.IndexByte(target, '?'); i >= 0 {
 		target = target[:i]
+	}
+	if i := strings.IndexByte(target, '#'); i >= 0 {
+		// A request target never holds a fragment, and servers disagree on
+		// a raw "#": nginx ends the path there (and passes the raw target
+		// upstream), Go's server keeps it in the path, where http.FileServer
+		// cleans "/x#/../admin" to "/admin". Read it both ways.
+		strict, _, ok = readings(target[:i])
+		_, lenient, _ = readings(strings.ReplaceAll(target, "#", "%23"))
+		return strict, lenient, ok
 	}
 	if rest, found := cutScheme(target); found {
 		// Absolute form (http://host/path), which nginx's $request_uri can
@@ -30,7 +39,8 @@ func readings(target string) (strict, lenient string, ok bool) {
 		target = rest[i:]
 	}
 	if !strings.HasPrefix(target, "/") {
-		l := resolveDots(collapseSlashes(strings.ReplaceAll("/"+fullyDecode(target), `\`, "/")))
+		d, _ := fullyDecode(target)
+		l := resolveDots(collapseSlashes(strings.ReplaceAll("/"+d, `\`, "/")))
 		return "", l, false
 	}
 	if !strings.ContainsAny(target, `%\;`) && !strings.Contains(target, "//") && !strings.Contains(target, "/.") {
@@ -38,9 +48,10 @@ func readings(target string) (strict, lenient string, ok bool) {
 	}
 	strict, ok = decodeUnreserved(target)
 	strict = resolveDots(strict)
-	lenient = strings.ReplaceAll(fullyDecode(target), `\`, "/")
+	decoded, done := fullyDecode(target)
+	lenient = strings.ReplaceAll(decoded, `\`, "/")
 	lenient = resolveDots(collapseSlashes(dropParams(lenient)))
-	return strict, lenient, ok && validChars(target)
+	return strict, lenient, ok && done && validChars(target)
 }
 
 func cutScheme(s string) (string, bool) {
@@ -117,11 +128,14 @@ func upper(c byte) byte {
 }
 
 // fullyDecode percent-decodes every valid escape, repeating up to three times
-// so that double encoding (%252e) is seen through.
-func fullyDecode(s string) string {
-	for range 3 {
+// so that double and triple encoding (%252e, %25252e) are seen through. done
+// is false when a valid escape is still left after that: no backend decodes
+// so often, but such a path is in doubt (and decoding on until nothing
+// changes would cost time quadratic in the path's length).
+func fullyDecode(s string) (decoded string, done bool) {
+	for round := 0; ; round++ {
 		if !strings.Contains(s, "%") {
-			return s
+			return s, true
 		}
 		var b strings.Builder
 		b.Grow(len(s))
@@ -138,11 +152,13 @@ func fullyDecode(s string) string {
 			b.WriteByte(s[i])
 		}
 		if b.Len() == len(s) {
-			return s
+			return s, true
+		}
+		if round == 3 {
+			return s, false
 		}
 		s = b.String()
 	}
-	return s
 }
 
 // dropParams removes ";parameters" from each segment (Tomcat and other

@@ -207,7 +207,7 @@ func TestApplyOKInvalid(t *testing.T) {
 			want := h.Clone()
 			ok := &authv3.OkHttpResponse{
 				// A valid mutation first: it must not survive the failure.
-				Headers: append([]*corev3.HeaderValueOption{opt("x-a", "changed", overwriteOrAdd)}, tc.ok.GetHeaders()...),
+				Headers:              append([]*corev3.HeaderValueOption{opt("x-a", "changed", overwriteOrAdd)}, tc.ok.GetHeaders()...),
 				HeadersToRemove:      []string{"x-a"},
 				QueryParametersToSet: tc.ok.GetQueryParametersToSet(),
 				ResponseHeadersToAdd: tc.ok.GetResponseHeadersToAdd(),

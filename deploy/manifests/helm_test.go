@@ -141,7 +141,7 @@ func TestHelmTemplate(t *testing.T) {
 				if !hasSecretVolume(w, "extauthz-idp-ca") {
 					t.Errorf("no volume from Secret extauthz-idp-ca")
 				}
-				if got, want := w.config.claimHeaders(), []string{"x-jwt-email", "x-jwt-sub"}; !slices.Equal(got, want) {
+				if got, want := claimHeaders(w.config), []string{"x-jwt-email", "x-jwt-sub"}; !slices.Equal(got, want) {
 					t.Errorf("claim headers %v, want %v", got, want)
 				}
 				if len(w.config.Providers) != 2 {

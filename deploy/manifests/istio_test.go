@@ -37,7 +37,7 @@ func targetOf(w *workload, namespace string) (authzTarget, error) {
 	}
 	t := authzTarget{
 		host:         fmt.Sprintf("%s.%s.svc.cluster.local", s.Name, namespace),
-		claimHeaders: w.config.claimHeaders(),
+		claimHeaders: claimHeaders(w.config),
 	}
 	for _, sp := range s.Spec.Ports {
 		if cp, ok := containerPort(c, sp.TargetPort); ok {
@@ -241,7 +241,7 @@ func TestIstio(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := authzTarget{host: "extauthz.extauthz.svc.cluster.local", grpcPort: 9191, httpPort: 9192, claimHeaders: defaultClaimHeaders}
+	want := authzTarget{host: "extauthz.extauthz.svc.cluster.local", grpcPort: 9191, httpPort: 9192, claimHeaders: []string{"x-jwt-payload", "x-jwt-sub"}}
 	if target.host != want.host || target.grpcPort != want.grpcPort || target.httpPort != want.httpPort || !slices.Equal(target.claimHeaders, want.claimHeaders) {
 		t.Fatalf("target = %+v, want %+v", target, want)
 	}

@@ -76,7 +76,7 @@ func TestMutationsFail(t *testing.T) {
 		{name: "netpol no dns", file: "networkpolicy.yaml", old: "        - port: 53\n          protocol: UDP", new: "        - port: 54\n          protocol: UDP", want: "UDP/53"},
 		{name: "config port mismatch", file: "configmap.yaml", old: `grpc_addr: ":9191"`, new: `grpc_addr: ":50051"`, want: "grpc_addr"},
 		{name: "config without providers", file: "configmap.yaml", old: "    providers:\n", new: "    providerz: []\n    unused:\n", want: "providerz"},
-		{name: "rule both public and scoped", file: "configmap.yaml", old: "        public: true", new: "        public: true\n        scopes: [read]", want: "both public and scopes"},
+		{name: "rule both public and scoped", file: "configmap.yaml", old: "        public: true", new: "        public: true\n        scopes: [read]", want: "cannot be both public and require scopes"},
 		{name: "namespace mismatch", file: "pdb.yaml", old: "namespace: extauthz", new: "namespace: default", want: `namespace "default"`},
 		{name: "resource not listed", file: "kustomization.yaml", old: "  - pdb.yaml\n", new: "", want: "pdb.yaml is not listed"},
 		{name: "fail open", istio: true, file: "istio-operator.yaml", old: "failOpen: false", new: "failOpen: true", want: "failOpen is true"},

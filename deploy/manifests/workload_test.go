@@ -3,15 +3,20 @@ package manifests_test
 import (
 	"errors"
 	"fmt"
+	"io"
+	"maps"
 	"net"
+	"os"
 	"path"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/extauthz/extauthz/authz"
+	"github.com/extauthz/extauthz/config"
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
-	"go.yaml.in/yaml/v3"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
@@ -22,15 +27,13 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
-// The server's documented contract (see /README and config/).
 const (
-	configPath           = "/etc/extauthz/config.yaml"
+	// configPath is where the manifests mount the config file (AUTHZ_CONFIG).
+	configPath = "/etc/extauthz/config.yaml"
+	// defaultShutdownGrace is the server's --shutdown-grace default, used
+	// when no config was loaded.
 	defaultShutdownGrace = 10 * time.Second
 )
-
-// defaultClaimHeaders are the headers the server emits when the config file
-// sets no claim_headers.
-var defaultClaimHeaders = []string{"x-jwt-payload", "x-jwt-sub"}
 
 // workload is the set of objects that deploy one authorizer.
 type workload struct {
@@ -45,7 +48,7 @@ type workload struct {
 	netpols         []*networkingv1.NetworkPolicy
 	serviceMonitors []*monitoringv1.ServiceMonitor
 
-	config *serverFile // the parsed config.yaml of the mounted ConfigMap
+	config *config.Config // the mounted config.yaml, as the server loads it
 }
 
 // collectWorkload sorts decoded objects into a workload. Objects that do not
@@ -498,8 +501,8 @@ func (w *workload) checkDeployment(p *problems) {
 		p.addf("%s: preStop is not a sleep action (the image has no shell)", cw)
 	}
 	grace := defaultShutdownGrace
-	if w.config != nil && w.config.ShutdownGrace != nil {
-		grace = *w.config.ShutdownGrace
+	if w.config != nil {
+		grace = w.config.ShutdownGrace
 	}
 	if spec.TerminationGracePeriodSeconds == nil {
 		p.addf("%s: terminationGracePeriodSeconds is not set", where)
@@ -617,130 +620,60 @@ func containerPort(c *corev1.Container, p intstr.IntOrString) (corev1.ContainerP
 func isTrue(b *bool) bool  { return b != nil && *b }
 func isFalse(b *bool) bool { return b != nil && !*b }
 
-// serverFile is the config file's shape as the server reads it (config/): an
-// unknown key fails the server at start, so it fails here too.
-type serverFile struct {
-	Providers []struct {
-		Name       string   `yaml:"name"`
-		Issuer     string   `yaml:"issuer"`
-		Audiences  []string `yaml:"audiences"`
-		JWKSURL    string   `yaml:"jwks_url"`
-		Algorithms []string `yaml:"algorithms"`
-	} `yaml:"providers"`
-	Rules []struct {
-		Path   string   `yaml:"path"`
-		Public bool     `yaml:"public"`
-		Scopes []string `yaml:"scopes"`
-	} `yaml:"rules"`
-	ClaimHeaders map[string]string `yaml:"claim_headers"`
-
-	Issuer                 *string        `yaml:"issuer"`
-	Audience               *string        `yaml:"audience"`
-	JWKSURL                *string        `yaml:"jwks_url"`
-	GRPCAddr               *string        `yaml:"grpc_addr"`
-	HTTPAddr               *string        `yaml:"http_addr"`
-	AdminAddr              *string        `yaml:"admin_addr"`
-	PublicPaths            *string        `yaml:"public_paths"`
-	JWKSRefreshInterval    *time.Duration `yaml:"jwks_refresh_interval"`
-	JWKSMinRefreshInterval *time.Duration `yaml:"jwks_min_refresh_interval"`
-	JWKSFetchTimeout       *time.Duration `yaml:"jwks_fetch_timeout"`
-	JWKSUnknownKIDWait     *time.Duration `yaml:"jwks_unknown_kid_wait"`
-	JWKSMaxBytes           *int64         `yaml:"jwks_max_bytes"`
-	JWKSMaxKeys            *int           `yaml:"jwks_max_keys"`
-	ClockSkew              *time.Duration `yaml:"clock_skew"`
-	MaxTokenBytes          *int           `yaml:"max_token_bytes"`
-	Realm                  *string        `yaml:"realm"`
-	ShutdownGrace          *time.Duration `yaml:"shutdown_grace"`
-	LogLevel               *string        `yaml:"log_level"`
-	LogFormat              *string        `yaml:"log_format"`
-}
-
-// parseServerFile decodes config.yaml strictly (unknown keys fail) and checks
-// the parts a deployment must get right: providers and rules.
-func parseServerFile(data string) (*serverFile, error) {
-	dec := yaml.NewDecoder(strings.NewReader(data))
-	dec.KnownFields(true)
-	var f serverFile
-	if err := dec.Decode(&f); err != nil {
+// parseServerFile loads config.yaml with the server's own loader (config.Load
+// with --config and an empty environment), so a key the server rejects fails
+// here too, and checks that it has providers and rules.
+func parseServerFile(data string) (*config.Config, error) {
+	dir, err := os.MkdirTemp("", "extauthz-config-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	f := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(f, []byte(data), 0o600); err != nil {
+		return nil, err
+	}
+	noEnv := func(string) (string, bool) { return "", false }
+	cfg, err := config.Load([]string{"--config", f}, noEnv, io.Discard)
+	if err != nil {
 		return nil, err
 	}
 	var p problems
-	if len(f.Providers) == 0 {
+	if len(cfg.Providers) == 0 {
 		p.addf("no providers")
 	}
-	names := map[string]bool{}
-	for i, pr := range f.Providers {
-		if pr.Name == "" || names[pr.Name] {
-			p.addf("providers[%d]: empty or repeated name %q", i, pr.Name)
-		}
-		names[pr.Name] = true
-		if !strings.HasPrefix(pr.Issuer, "https://") && !strings.HasPrefix(pr.Issuer, "http://") {
-			p.addf("providers[%d]: issuer %q is not a URL", i, pr.Issuer)
-		}
-		if len(pr.Audiences) == 0 {
-			p.addf("providers[%d]: no audiences", i)
-		}
-	}
-	if len(f.Rules) == 0 {
+	if len(cfg.Rules) == 0 {
 		p.addf("no rules")
 	}
-	for i, r := range f.Rules {
-		if !strings.HasPrefix(r.Path, "/") {
-			p.addf("rules[%d]: path %q does not start with /", i, r.Path)
-		}
-		if r.Public && len(r.Scopes) > 0 {
-			p.addf("rules[%d]: both public and scopes", i)
-		}
-	}
-	for h, claim := range f.ClaimHeaders {
-		if h == "" || claim == "" || h != strings.ToLower(h) {
-			p.addf("claim_headers: %q: %q must be a lower-case header and a claim", h, claim)
-		}
-	}
-	if f.JWKSMinRefreshInterval != nil && f.JWKSRefreshInterval != nil && *f.JWKSMinRefreshInterval > *f.JWKSRefreshInterval {
-		p.addf("jwks_min_refresh_interval is longer than jwks_refresh_interval")
-	}
-	return &f, p.err()
+	return cfg, p.err()
 }
 
-// claimHeaders returns the header names the server emits, sorted.
-func (f *serverFile) claimHeaders() []string {
-	if len(f.ClaimHeaders) == 0 {
-		return slices.Clone(defaultClaimHeaders)
+// claimHeaders returns the header names the server emits on allow, sorted.
+func claimHeaders(cfg *config.Config) []string {
+	hs := cfg.ClaimHeaders
+	if len(hs) == 0 {
+		hs = authz.DefaultClaimHeaders
 	}
-	var hs []string
-	for h := range f.ClaimHeaders {
-		hs = append(hs, h)
-	}
-	slices.Sort(hs)
-	return hs
+	return slices.Sorted(maps.Keys(hs))
 }
 
 // checkConfig cross-checks the config file's listen addresses with the
 // container ports.
-func (w *workload) checkConfig(p *problems, f *serverFile, c *corev1.Container) {
-	for _, a := range []struct {
-		key, port string
-		addr      *string
-		def       string
-	}{
-		{"grpc_addr", "grpc", f.GRPCAddr, ":9191"},
-		{"http_addr", "http", f.HTTPAddr, ":9192"},
-		{"admin_addr", "admin", f.AdminAddr, ":9090"},
+func (w *workload) checkConfig(p *problems, cfg *config.Config, c *corev1.Container) {
+	for _, a := range []struct{ key, port, addr string }{
+		{"grpc_addr", "grpc", cfg.GRPCAddr},
+		{"http_addr", "http", cfg.HTTPAddr},
+		{"admin_addr", "admin", cfg.AdminAddr},
 	} {
-		addr := a.def
-		if a.addr != nil {
-			addr = *a.addr
-		}
-		_, port, err := net.SplitHostPort(addr)
+		_, port, err := net.SplitHostPort(a.addr)
 		n, err2 := strconv.Atoi(port)
 		if err != nil || err2 != nil {
-			p.addf("config %s: %q is not host:port", a.key, addr)
+			p.addf("config %s: %q is not host:port", a.key, a.addr)
 			continue
 		}
 		cp, ok := containerPort(c, intstr.FromString(a.port))
 		if !ok || int(cp.ContainerPort) != n {
-			p.addf("config %s %q does not listen on the container's %s port %d", a.key, addr, a.port, cp.ContainerPort)
+			p.addf("config %s %q does not listen on the container's %s port %d", a.key, a.addr, a.port, cp.ContainerPort)
 		}
 	}
 }

@@ -45,15 +45,32 @@
 //     or an unreachable server is an error: the client gets
 //     Config.StatusOnError (403 by default) unless Config.FailureModeAllow.
 //
+// # Settings
+//
+// [Config] defaults are Envoy's defaults (timeout 200ms, status_on_error 403,
+// failure_mode_allow false, use_remote_address false, no path
+// normalisation). envoy/envoy.yaml changes several of them; the Config
+// fields named after those settings (Timeout, StatusOnError,
+// UseRemoteAddress, NormalizePath, DropHeadersWithUnderscores,
+// DisallowedHeaders) let the stand-in play that Envoy; see the example for
+// [New].
+//
 // # Where it differs from Envoy
 //
 // It always validates mutations, as Envoy does with validate_mutations: true:
 // an invalid header name or value, an unknown append_action, or a bad
 // pseudo-header value makes it answer 500 without contacting the upstream,
 // because net/http cannot send what Envoy's codecs would also refuse. A
-// mutation of "host" is applied to :authority. gRPC clients get plain HTTP
-// local replies, not gRPC ones. It has no route table: one upstream, plus an
-// optional list of path prefixes on which the check is disabled.
+// mutation of "host" is applied to :authority. Path normalisation is the RFC
+// 3986 subset described at Config.NormalizePath, not Chromium's full
+// canonicaliser. gRPC clients get plain HTTP local replies, not gRPC ones.
+// It has no route table and no other filters: one upstream, plus an optional
+// list of path prefixes on which the check is disabled; in particular it does
+// not model envoy/envoy.yaml's header_mutation filter that strips client
+// x-jwt-* headers, so it tests the ext_authz server's own anti-spoofing. On
+// the way upstream, net/http's reverse proxy also drops Te, Trailer and
+// Proxy-Authorization/-Authenticate, which Envoy would forward, and the
+// stand-in adds none of the router's x-envoy-* headers.
 //
 // Envoy releases disagree on OkHttpResponse.headers: up to 1.36 they ignore
 // append_action (an unset append overwrites), 1.37.0 honoured it with an

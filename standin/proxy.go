@@ -110,7 +110,11 @@ type Config struct {
 	// path_with_escaped_slashes_action: UNESCAPE_AND_REDIRECT: dot segments
 	// and repeated slashes are resolved before the check, so the
 	// ext_authz server and the upstream see the same path, and a path
-	// holding %2F or %5C gets a 307 to its unescaped form instead.
+	// holding %2F or %5C gets a 307 to its unescaped form instead. The
+	// normalisation is the RFC 3986 part of Envoy's: escapes of unreserved
+	// characters decoded (%2e is a dot), other escapes upper-cased, "\"
+	// read as "/", dot segments removed, slashes merged; a malformed
+	// escape gets 400.
 	NormalizePath bool
 
 	// DropHeadersWithUnderscores is headers_with_underscores_action:
@@ -239,12 +243,15 @@ func (p *Proxy) Close() error {
 
 // Serve serves p on lis until ctx is done, then shuts down gracefully
 // (waiting up to 5s for requests in flight) and returns nil. The server
-// bounds request headers to MaxHeaderBytes and their reading to 10s.
+// bounds request headers to MaxHeaderBytes and their reading to 10s, as
+// envoy/envoy.yaml's request_headers_timeout does, and closes connections
+// idle for 5 minutes (its idle_timeout).
 func (p *Proxy) Serve(ctx context.Context, lis net.Listener) error {
 	srv := &http.Server{
 		Handler:           p,
 		MaxHeaderBytes:    MaxHeaderBytes,
 		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       5 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(p.log.Handler(), slog.LevelWarn),
 	}
 	errc := make(chan error, 1)

@@ -606,8 +606,7 @@ func TestProxiesAuthzDown(t *testing.T) {
 
 // TestSpoofingTestsCanFail weakens each config in the way its comments warn
 // against and shows that a forged (or bogus) claim header then reaches the
-// backend, so
-// the end-to-end assertions above are not passing by accident.
+// backend, so the end-to-end assertions above are not passing by accident.
 func TestSpoofingTestsCanFail(t *testing.T) {
 	cases := []struct {
 		name   string

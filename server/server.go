@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -59,6 +60,11 @@ type Server struct {
 	authz   *authz.Server
 	metrics *metrics
 	health  *health.Server
+
+	// healthMu serializes updateHealth: each provider's cache calls it from
+	// its own goroutine, and an evaluation made before another provider
+	// loaded must not overwrite SERVING, nor Ready be called twice.
+	healthMu sync.Mutex
 }
 
 // New builds the caches and the decision from cfg. It does no I/O.
@@ -161,6 +167,8 @@ func (s *Server) Ready() bool {
 const authService = "envoy.service.auth.v3.Authorization"
 
 func (s *Server) updateHealth() {
+	s.healthMu.Lock()
+	defer s.healthMu.Unlock()
 	st := healthpb.HealthCheckResponse_NOT_SERVING
 	if s.Ready() {
 		st = healthpb.HealthCheckResponse_SERVING

@@ -152,7 +152,15 @@ func demo(ctx context.Context, o options, stdout io.Writer, log *slog.Logger) er
 	front, err := standin.New(standin.Config{
 		AuthzTarget: lis.grpc.Addr().String(),
 		Upstream:    "http://" + lis.backend.Addr().String(),
-		Logger:      log.With("component", "envoy-standin"),
+		// As envoy/envoy.yaml's listener: the client address from the
+		// connection, normalised paths, underscore headers dropped, cookies
+		// kept out of the Check. A failed check is Envoy's default 403.
+		Timeout:                    500 * time.Millisecond,
+		UseRemoteAddress:           true,
+		NormalizePath:              true,
+		DropHeadersWithUnderscores: true,
+		DisallowedHeaders:          []string{"cookie"},
+		Logger:                     log.With("component", "envoy-standin"),
 	})
 	if err != nil {
 		return err

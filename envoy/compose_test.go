@@ -3,6 +3,8 @@ package envoy_test
 import (
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -17,6 +19,7 @@ import (
 	"github.com/compose-spec/compose-go/v2/types"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/extauthz/extauthz/config"
 	"github.com/extauthz/extauthz/envoy"
 )
 
@@ -409,5 +412,116 @@ func TestDemoAuthzConfig(t *testing.T) {
 	// x-jwt-payload); a claim_headers block would need matching proxy changes.
 	if cfg.ClaimHeaders != nil {
 		t.Errorf("claim_headers = %v; the bundled proxy configs only copy the defaults", cfg.ClaimHeaders)
+	}
+}
+
+// TestComposeExtauthzSettingsLoad feeds the extauthz service's environment
+// and mounted config file to the server's own loader (config.Load), so that
+// a variable name, issuer or rule the server would reject fails here rather
+// than at `docker compose up`.
+func TestComposeExtauthzSettingsLoad(t *testing.T) {
+	p, err := loadCompose(t, envoy.ComposeFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := p.Services["extauthz"]
+	env := map[string]string{}
+	for k, v := range svc.Environment {
+		if v != nil {
+			env[k] = *v
+		}
+	}
+	// The container path of the config file is the host file mounted there.
+	for _, v := range svc.Volumes {
+		if v.Target == env["AUTHZ_CONFIG"] {
+			env["AUTHZ_CONFIG"] = v.Source
+		}
+	}
+	args := slices.Clone(svc.Command) // the image's entrypoint is the binary
+	cfg, err := config.Load(args, func(k string) (string, bool) { v, ok := env[k]; return v, ok }, io.Discard)
+	if err != nil {
+		t.Fatalf("config.Load with the compose environment: %v", err)
+	}
+	if len(cfg.Providers) != 1 {
+		t.Fatalf("got %d providers, want 1", len(cfg.Providers))
+	}
+	pr := cfg.Providers[0]
+	if pr.Issuer != "http://localhost:9000" || pr.JWKSURL != "http://demo-idp:9000/.well-known/jwks.json" || !slices.Equal(pr.Audiences, []string{"https://api.example.com"}) {
+		t.Errorf("provider = %+v, want issuer http://localhost:9000, JWKS from demo-idp, audience https://api.example.com", pr)
+	}
+	// The ports Envoy's clusters use are the server's listen ports.
+	for _, tc := range []struct{ name, addr, wantPort string }{
+		{name: "grpc", addr: cfg.GRPCAddr, wantPort: "9191"},
+		{name: "http", addr: cfg.HTTPAddr, wantPort: "9192"},
+		{name: "admin", addr: cfg.AdminAddr, wantPort: "9090"},
+	} {
+		if _, port, err := net.SplitHostPort(tc.addr); err != nil || port != tc.wantPort {
+			t.Errorf("%s listens on %q, want port %s (envoy.yaml and the compose ports use it)", tc.name, tc.addr, tc.wantPort)
+		}
+	}
+	var public, admin bool
+	for _, r := range cfg.Rules {
+		public = public || (r.Path == "/public" && r.Public)
+		admin = admin || (r.Path == "/admin" && slices.Equal(r.Scopes, []string{"admin"}))
+	}
+	if !public || !admin {
+		t.Errorf("rules = %+v, want /public public and /admin needing scope admin", cfg.Rules)
+	}
+}
+
+// TestDockerfileTargets checks that the Dockerfile the compose file builds
+// compiles packages that exist, and that .dockerignore keeps what the build
+// needs. (There is no Docker engine in CI to build it.)
+func TestDockerfileTargets(t *testing.T) {
+	df, err := os.ReadFile(filepath.Join("..", "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	build := regexp.MustCompile(`go build [^\n]*\\\n\s+((?:\./cmd/[a-z-]+\s*)+)`).FindSubmatch(df)
+	if build == nil {
+		t.Fatal("no `go build ... ./cmd/...` line in the Dockerfile")
+	}
+	pkgs := strings.Fields(string(build[1]))
+	for _, pkg := range []string{"./cmd/extauthz", "./cmd/demo-idp", "./cmd/demo-backend"} {
+		if !slices.Contains(pkgs, pkg) {
+			t.Errorf("the Dockerfile does not build %s", pkg)
+		}
+		main, err := os.ReadFile(filepath.Join("..", pkg, "main.go"))
+		if err != nil {
+			t.Errorf("%s: %v", pkg, err)
+		} else if !regexp.MustCompile(`(?m)^package main$`).Match(main) {
+			t.Errorf("%s is not a main package", pkg)
+		}
+		name := filepath.Base(pkg)
+		if !regexp.MustCompile(`(?m)^FROM \S+ AS ` + regexp.QuoteMeta(name) + `\n(?:.*\n)*?COPY --from=build /out/` + regexp.QuoteMeta(name) + ` `).Match(df) {
+			t.Errorf("no final stage %q copying /out/%s", name, name)
+		}
+	}
+	for _, want := range []string{"CGO_ENABLED=0", "-trimpath", `-ldflags="-s -w"`, "--mount=type=cache,target=/go/pkg/mod", "USER 65532:65532"} {
+		if !strings.Contains(string(df), want) {
+			t.Errorf("the Dockerfile lacks %s", want)
+		}
+	}
+	for _, from := range regexp.MustCompile(`(?m)^FROM (?:--platform=\S+ )?(\S+)`).FindAllSubmatch(df, -1) {
+		if img := string(from[1]); strings.HasSuffix(img, ":latest") || !strings.Contains(img, ":") {
+			t.Errorf("base image %s floats", img)
+		}
+	}
+	ignore, err := os.ReadFile(filepath.Join("..", ".dockerignore"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(ignore), "\n") {
+		line = strings.TrimSpace(line)
+		for _, needed := range []string{"go.mod", "go.sum", "cmd", "cmd/extauthz/main.go", "*.go", "**/*.go"} {
+			if line == needed || line == needed+"/" {
+				t.Errorf(".dockerignore excludes %s, which the build needs", line)
+			}
+		}
+	}
+	for _, secret := range []string{".env", ".git"} {
+		if !slices.Contains(strings.Split(string(ignore), "\n"), secret) {
+			t.Errorf(".dockerignore does not exclude %s", secret)
+		}
 	}
 }

@@ -125,7 +125,7 @@ func compileRules(in []Rule) ([]rule, error) {
 			return nil, fmt.Errorf("rule %d (%s): a rule cannot be both public and require scopes", i, r.Path)
 		}
 		strict, lenient, ok := readings(r.Path)
-		if !ok || strict != lenient || strings.ContainsAny(r.Path, "?#") {
+		if !ok || strict != lenient || strict != r.Path || strings.ContainsAny(r.Path, "?#") {
 			return nil, fmt.Errorf("rule %d: path %q must be a plain absolute path (no query, escapes, dot segments or repeated slashes)", i, r.Path)
 		}
 		p := strict

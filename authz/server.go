@@ -364,7 +364,11 @@ func reasonOf(err error) Reason {
 		return WrongAudience
 	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
 		return UnknownIssuer
-	case errors.Is(err, jwt.ErrTokenInvalidClaims), errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+	case errors.Is(err, jwt.ErrTokenInvalidClaims), errors.Is(err, jwt.ErrTokenRequiredClaimMissing),
+		errors.Is(err, jwt.ErrInvalidType):
+		// ErrInvalidType: exp, nbf, iat or aud of the wrong type. The
+		// validator returns it unwrapped, as claims are validated apart
+		// from parsing.
 		return InvalidClaims
 	}
 	return BadSignature
@@ -398,7 +402,10 @@ func hasScopes(claims jwt.MapClaims, required []string) bool {
 
 // claimHeadersFor computes the headers to set and remove upstream. Every
 // configured claim header is in exactly one of the two lists; look-alike
-// request headers (x_jwt_sub, X-JWT-SUB as a separate raw name) are removed.
+// request headers (x_jwt_sub for x-jwt-sub, x-user for x_user) are removed.
+// Header names are case-insensitive, so a spelling that differs from a
+// configured name only in case is that header, handled by the first loop,
+// and is never removed (that would remove the value just set).
 func (s *Server) claimHeadersFor(v verified, requestHeaders []string) (set []Header, remove []string) {
 	for _, h := range s.claimHeaders {
 		if val, ok := v.claimValue(h.claim); ok {
@@ -410,12 +417,9 @@ func (s *Server) claimHeadersFor(v verified, requestHeaders []string) (set []Hea
 	for _, name := range requestHeaders {
 		n := strings.ToLower(name)
 		canon := strings.ReplaceAll(n, "_", "-")
-		if n == name && canon == n {
-			continue // the exact name is handled above
-		}
 		for _, h := range s.claimHeaders {
-			if strings.ReplaceAll(h.name, "_", "-") == canon && name != h.name && !slices.Contains(remove, name) {
-				remove = append(remove, name)
+			if n != h.name && strings.ReplaceAll(h.name, "_", "-") == canon && !slices.Contains(remove, n) {
+				remove = append(remove, n)
 			}
 		}
 	}
@@ -539,7 +543,7 @@ func (s *Server) record(ctx context.Context, r Request, d Decision, v verified, 
 		slog.String("reason", string(d.Reason)),
 		slog.Int("status", d.Status()),
 		slog.String("method", bound(r.Method)),
-		slog.String("path", bound(r.Path)),
+		slog.String("path", bound(pathOnly(r.Path))),
 		slog.Duration("duration", elapsed),
 	}
 	if d.Provider != "" {
@@ -555,6 +559,15 @@ func (s *Server) record(ctx context.Context, r Request, d Decision, v verified, 
 		attrs = append(attrs, slog.String("token_ignored", string(v.reason)))
 	}
 	s.log.LogAttrs(context.WithoutCancel(ctx), level, msg, attrs...)
+}
+
+// pathOnly drops the query and fragment, which may hold tokens
+// (access_token=..., RFC 6750 §2.3) or other secrets.
+func pathOnly(target string) string {
+	if i := strings.IndexAny(target, "?#"); i >= 0 {
+		return target[:i]
+	}
+	return target
 }
 
 func bound(s string) string {

@@ -59,6 +59,7 @@ func TestHelmLint(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			out, err := helm(t, bin, append([]string{"lint", chartDir, "--strict"}, tc.args...)...)
 			if (err != nil) != tc.wantErr {
 				t.Errorf("helm lint %v: err = %v, wantErr %v\n%s", tc.args, err, tc.wantErr, out)
@@ -158,6 +159,7 @@ func TestHelmTemplate(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			w := renderChart(t, bin, tc.release, tc.namespace, tc.args...)
 			if err := w.check(); err != nil {
 				t.Fatalf("checks:\n%v", err)
@@ -189,6 +191,7 @@ func TestHelmTemplateChecksFail(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			w := renderChart(t, bin, "extauthz", "extauthz", tc.args...)
 			err := w.check()
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -230,6 +233,7 @@ func TestHelmNotes(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			out, err := helm(t, bin, append([]string{"template", tc.release, chart, "--namespace", tc.namespace}, tc.args...)...)
 			if err != nil {
 				t.Fatalf("helm template: %v\n%s", err, out)

@@ -92,6 +92,7 @@ func TestMutationsFail(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			kubeFiles, istioFiles := maps.Clone(kube), maps.Clone(istio)
 			files := kubeFiles
 			if tc.istio {

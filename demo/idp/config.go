@@ -69,6 +69,11 @@ type Client struct {
 	// Audiences are the audiences the client may request; each must be one
 	// of Config.Audiences. Empty means every audience in Config.Audiences.
 	Audiences []string `yaml:"audiences"`
+	// TokenTTL is the lifetime of tokens issued to this client, at least
+	// 1s; it is truncated to whole seconds. Zero means Config.TokenTTL. A
+	// client with a lifetime of a second or two lets tests watch a real
+	// token expire.
+	TokenTTL time.Duration `yaml:"token_ttl"`
 }
 
 // LogValue keeps the secret out of logs.
@@ -133,6 +138,7 @@ type Config struct {
 //	    secret: demo-secret
 //	    scopes: [read:messages]
 //	    audiences: [https://api.example.com]   # optional
+//	    token_ttl: 5m                          # optional, overrides token_ttl above
 type fileConfig struct {
 	TokenTTL  time.Duration `yaml:"token_ttl"`
 	Audiences []string      `yaml:"audiences"`
@@ -162,7 +168,8 @@ func LoadConfig(path string) (Config, error) {
 }
 
 // ParseConfig decodes a YAML configuration file with the keys token_ttl,
-// audiences and clients (each with id, secret, scopes, audiences). Unknown
+// audiences and clients (each with id, secret, scopes, audiences and
+// token_ttl). Unknown
 // or repeated keys are errors, so a typo fails instead of being ignored;
 // every error names the line it concerns. Keys absent from the file are left
 // zero in the returned Config, so [New] applies its defaults to them; the
@@ -277,6 +284,9 @@ func checkClient(c Client) error {
 		if err := checkAudience(a); err != nil {
 			return fmt.Errorf("client %q: %w", c.ID, err)
 		}
+	}
+	if c.TokenTTL != 0 && c.TokenTTL < time.Second {
+		return fmt.Errorf("client %q: token_ttl %s must be at least 1s", c.ID, c.TokenTTL)
 	}
 	return nil
 }

@@ -25,6 +25,9 @@ clients:
     audiences: [https://other.example.com]
   - id: plain
     secret: p
+  - id: short
+    secret: q
+    token_ttl: 2s
 `
 	got, err := ParseConfig([]byte(full))
 	if err != nil {
@@ -36,6 +39,7 @@ clients:
 		Clients: []Client{
 			{ID: "svc", Secret: "s3cret", Scopes: []string{"read:messages", "admin"}, Audiences: []string{"https://other.example.com"}},
 			{ID: "plain", Secret: "p"},
+			{ID: "short", Secret: "q", TokenTTL: 2 * time.Second},
 		},
 	}
 	if !reflect.DeepEqual(got, want) {
@@ -87,6 +91,11 @@ func TestParseConfigErrors(t *testing.T) {
 			name:     "ttl too short",
 			yaml:     "\n\ntoken_ttl: 10ms\n",
 			wantLine: "line 3", wantText: "at least 1s",
+		},
+		{
+			name:     "client ttl too short",
+			yaml:     "clients:\n  - id: a\n    secret: b\n  - id: c\n    secret: d\n    token_ttl: 500ms\n",
+			wantLine: "line 4", wantText: "at least 1s",
 		},
 		{
 			name:     "missing secret",
@@ -209,6 +218,8 @@ func TestNewValidation(t *testing.T) {
 		{name: "client audience not allowed", cfg: Config{Clients: []Client{{ID: "a", Secret: "b", Audiences: []string{"https://x"}}}}, want: "https://x"},
 		{name: "duplicate client", cfg: Config{Clients: []Client{{ID: "a", Secret: "b"}, {ID: "a", Secret: "c"}}}, want: "twice"},
 		{name: "client without secret", cfg: Config{Clients: []Client{{ID: "a"}}}, want: "secret"},
+		{name: "client sub-second ttl", cfg: Config{Clients: []Client{{ID: "a", Secret: "b", TokenTTL: time.Millisecond}}}, want: "token_ttl"},
+		{name: "client negative ttl", cfg: Config{Clients: []Client{{ID: "a", Secret: "b", TokenTTL: -time.Second}}}, want: "token_ttl"},
 		{name: "client id with control char", cfg: Config{Clients: []Client{{ID: "a\n", Secret: "b"}}}, want: "id"},
 	}
 	for _, tc := range tests {

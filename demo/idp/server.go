@@ -51,6 +51,7 @@ type client struct {
 	secretHash [sha256.Size]byte
 	scopes     []string
 	audiences  []string
+	tokenTTL   time.Duration // 0: the server's
 }
 
 // New validates cfg, applies defaults and generates the first signing key,
@@ -117,6 +118,7 @@ func New(cfg Config) (*Server, error) {
 			secretHash: sha256.Sum256([]byte(c.Secret)),
 			scopes:     dedupe(c.Scopes),
 			audiences:  auds,
+			tokenTTL:   c.TokenTTL.Truncate(time.Second),
 		}
 	}
 	disc, err := json.Marshal(s.discoveryDocument())
@@ -270,19 +272,25 @@ func (s *Server) serveDiscovery(w http.ResponseWriter, r *http.Request) {
 
 // DefaultClaims returns the claims the token endpoint puts in a token for
 // clientID and audience with the given scopes, issued at Config.Now and
-// valid for Config.TokenTTL: iss, sub and client_id (both clientID), aud
-// (a single string), iat, nbf, exp (NumericDate seconds), jti (random) and
-// scope (space-separated; omitted when there are no scopes). Nothing is
-// checked: tests may change the result and pass it to [Server.MintForTest].
+// valid for the client's Client.TokenTTL when clientID is a registered
+// client that sets one, else for Config.TokenTTL: iss, sub and client_id
+// (both clientID), aud (a single string), iat, nbf, exp (NumericDate
+// seconds), jti (random) and scope (space-separated; omitted when there are
+// no scopes). Nothing is checked: tests may change the result and pass it to
+// [Server.MintForTest].
 func (s *Server) DefaultClaims(clientID, audience string, scopes ...string) map[string]any {
 	now := s.now().Unix()
+	ttl := s.tokenTTL
+	if c, ok := s.clients[clientID]; ok && c.tokenTTL > 0 {
+		ttl = c.tokenTTL
+	}
 	claims := map[string]any{
 		"iss":       s.issuer,
 		"sub":       clientID,
 		"aud":       audience,
 		"iat":       now,
 		"nbf":       now,
-		"exp":       now + int64(s.tokenTTL/time.Second),
+		"exp":       now + int64(ttl/time.Second),
 		"jti":       rand.Text(),
 		"client_id": clientID,
 	}

@@ -177,6 +177,58 @@ func TestTokenSuccess(t *testing.T) {
 	}
 }
 
+// TestClientTokenTTL: a client's own token_ttl sets exp and expires_in for
+// its tokens only; the others keep the server's lifetime.
+func TestClientTokenTTL(t *testing.T) {
+	cfg := Config{
+		TokenTTL: 10 * time.Minute,
+		Clients: []Client{
+			{ID: "short", Secret: "s", TokenTTL: 2*time.Second + 900*time.Millisecond}, // truncated to 2s
+			{ID: "plain", Secret: "p"},
+		},
+	}
+	s, clock := newTestServer(t, cfg)
+	tests := []struct {
+		name    string
+		client  string
+		secret  string
+		wantTTL int64
+	}{
+		{name: "client lifetime", client: "short", secret: "s", wantTTL: 2},
+		{name: "server lifetime", client: "plain", secret: "p", wantTTL: 600},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			w := do(s.Handler(), http.MethodPost, TokenPath, ctJSON,
+				jsonBody("client_id", tc.client, "client_secret", tc.secret, "grant_type", "client_credentials"), nil)
+			if w.Code != http.StatusOK {
+				t.Fatalf("status = %d, want 200; body %s", w.Code, w.Body)
+			}
+			var resp struct {
+				AccessToken string  `json:"access_token"`
+				ExpiresIn   float64 `json:"expires_in"`
+			}
+			if err := json.Unmarshal(w.Body.Bytes(), &resp); err != nil {
+				t.Fatalf("decode: %v", err)
+			}
+			if got := int64(resp.ExpiresIn); got != tc.wantTTL {
+				t.Errorf("expires_in = %d, want %d", got, tc.wantTTL)
+			}
+			tok, err := verifyWith(fetchJWKS(t, s), resp.AccessToken, DefaultIssuer, DefaultAudience, clock.Now)
+			if err != nil {
+				t.Fatalf("token does not verify: %v", err)
+			}
+			claims := tok.Claims.(jwt.MapClaims)
+			if got, want := claims["exp"], float64(clock.Now().Unix()+tc.wantTTL); got != want {
+				t.Errorf("exp = %v, want %v", got, want)
+			}
+			if got := s.DefaultClaims(tc.client, DefaultAudience)["exp"]; got != clock.Now().Unix()+tc.wantTTL {
+				t.Errorf("DefaultClaims exp = %v, want now+%d", got, tc.wantTTL)
+			}
+		})
+	}
+}
+
 func TestTokenJTIUnique(t *testing.T) {
 	s, _ := newTestServer(t, Config{})
 	seen := map[string]bool{}

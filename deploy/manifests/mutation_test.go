@@ -80,6 +80,7 @@ func TestMutationsFail(t *testing.T) {
 		{name: "namespace mismatch", file: "pdb.yaml", old: "namespace: extauthz", new: "namespace: default", want: `namespace "default"`},
 		{name: "resource not listed", file: "kustomization.yaml", old: "  - pdb.yaml\n", new: "", want: "pdb.yaml is not listed"},
 		{name: "fail open", istio: true, file: "istio-operator.yaml", old: "failOpen: false", new: "failOpen: true", want: "failOpen is true"},
+		{name: "timeout under unknown-kid wait", file: "configmap.yaml", old: "    clock_skew: 60s\n", new: "    clock_skew: 60s\n    jwks_unknown_kid_wait: 600ms\n", want: "unknown-kid wait 600ms"},
 		{name: "long timeout", istio: true, file: "istio-operator.yaml", old: "timeout: 0.5s", new: "timeout: 5s", want: "timeout 5s"},
 		{name: "wrong service host", istio: true, file: "istio-operator.yaml", old: "service: extauthz.extauthz.svc.cluster.local\n          port: 9191", new: "service: extauthz.default.svc.cluster.local\n          port: 9191", want: "want extauthz.extauthz.svc.cluster.local:9191"},
 		{name: "http provider on grpc port", istio: true, file: "istio-operator.yaml", old: "port: 9192", new: "port: 9191", want: "want extauthz.extauthz.svc.cluster.local:9192"},

@@ -285,6 +285,8 @@ func (b *logBuffer) records(t testing.TB) []map[string]any {
 	return out
 }
 
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
 func newLogBuffer() (*logBuffer, *slog.Logger) {
 	b := &logBuffer{}
 	return b, slog.New(slog.NewJSONHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug}))

@@ -475,7 +475,11 @@ func TestUnknownKIDHangingServer(t *testing.T) {
 // set in place, so an identity-provider outage logs nobody out.
 func TestFailedRefreshKeepsSet(t *testing.T) {
 	const maxBody = 8 << 10
+	// Bodies are built here: a handler runs on the server's goroutine and
+	// must not call t.Fatal.
 	good := rsaSet(t, 0, 1) // what a refresh would bring if it were accepted
+	unusable := set(t, rsaJWK(rsa1024(), "small"), with(rsaJWK(key(1), "k1"), "use", "enc"))
+	three := rsaSet(t, 0, 1, 2)
 	padded := func() []byte {
 		// A valid set, padded with JSON whitespace past the body limit.
 		return append(append([]byte{}, good[:len(good)-1]...), []byte(strings.Repeat(" ", 2*maxBody)+"}")...)
@@ -522,13 +526,13 @@ func TestFailedRefreshKeepsSet(t *testing.T) {
 		{
 			name: "only unusable keys",
 			handler: func(w http.ResponseWriter, _ *http.Request) {
-				_, _ = w.Write(set(t, rsaJWK(rsa1024(), "small"), with(rsaJWK(key(1), "k1"), "use", "enc")))
+				_, _ = w.Write(unusable)
 			},
 			want: []error{jwks.ErrFetch, jwks.ErrNoUsableKeys},
 		},
 		{
 			name:    "more than MaxKeys",
-			handler: func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(rsaSet(t, 0, 1, 2)) },
+			handler: func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(three) },
 			cfg:     jwks.Config{MaxKeys: 2},
 			want:    []error{jwks.ErrFetch, jwks.ErrParse},
 		},
@@ -538,6 +542,19 @@ func TestFailedRefreshKeepsSet(t *testing.T) {
 				w.Header().Set("Content-Length", strconv.Itoa(len(padded)))
 				_, _ = w.Write(padded)
 			},
+			want: []error{jwks.ErrFetch, jwks.ErrBodyTooLarge},
+		},
+		{
+			// Refused on the header alone: were the body read, this fetch
+			// would end on FetchTimeout with DeadlineExceeded instead.
+			name: "Content-Length over the limit, body stalls",
+			handler: func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Length", strconv.Itoa(1<<30))
+				_, _ = w.Write(good[:100])
+				w.(http.Flusher).Flush()
+				<-r.Context().Done()
+			},
+			cfg:  jwks.Config{FetchTimeout: time.Minute},
 			want: []error{jwks.ErrFetch, jwks.ErrBodyTooLarge},
 		},
 		{
@@ -564,7 +581,7 @@ func TestFailedRefreshKeepsSet(t *testing.T) {
 			handler: func(w http.ResponseWriter, r *http.Request) {
 				<-r.Context().Done()
 			},
-			cfg:  jwks.Config{FetchTimeout: 300 * time.Millisecond},
+			cfg:  jwks.Config{FetchTimeout: time.Second},
 			want: []error{jwks.ErrFetch, context.DeadlineExceeded},
 		},
 		{
@@ -574,7 +591,7 @@ func TestFailedRefreshKeepsSet(t *testing.T) {
 				w.(http.Flusher).Flush()
 				<-r.Context().Done()
 			},
-			cfg:  jwks.Config{FetchTimeout: 300 * time.Millisecond},
+			cfg:  jwks.Config{FetchTimeout: time.Second},
 			want: []error{jwks.ErrFetch, context.DeadlineExceeded},
 		},
 	}

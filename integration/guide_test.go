@@ -1,0 +1,264 @@
+package integration_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// step is one request of the guide's flow, made through a front.
+type step struct {
+	name   string
+	path   string
+	auth   string      // Authorization header value; "" sends none
+	header http.Header // more headers, keys sent verbatim
+	// want is the status the client must get; 0 means any status outside
+	// 2xx. A 2xx answer must come from the backend; any other must not
+	// have reached it.
+	want int
+	// wantBody is the JSON the client must get: the backend's answer, or
+	// the ext_authz server's deny body (checked only where the front passes
+	// it on).
+	wantBody string
+	// wantChallenge are substrings of the WWW-Authenticate answer.
+	wantChallenge []string
+	// wantSub is the only subject the backend may see in claim headers
+	// ("" means no claim headers at all). Checked on what the tap recorded
+	// and, for .../headers paths, on the backend's own echo.
+	wantSub string
+}
+
+var reqSeq atomic.Int64
+
+// run makes the step's request through f and checks the answer and what
+// reached the backend.
+func (st step) run(ctx context.Context, t *testing.T, s *stack, f *front) {
+	t.Helper()
+	id := fmt.Sprintf("%s-%d", f.name, reqSeq.Add(1))
+	h := merge(st.header, http.Header{idHeader: {id}})
+	if st.auth != "" {
+		h["Authorization"] = []string{st.auth}
+	}
+	r, err := send(ctx, http.MethodGet, f.url+st.path, h)
+	if err != nil {
+		t.Fatalf("GET %s: %v", st.path, err)
+	}
+	ok2xx := r.status >= 200 && r.status < 300
+	switch {
+	case st.want != 0 && r.status != st.want:
+		t.Errorf("GET %s: status %d, want %d; body %s", st.path, r.status, st.want, snippet(r.body))
+	case st.want == 0 && ok2xx:
+		t.Errorf("GET %s: status %d, want a denial; body %s", st.path, r.status, snippet(r.body))
+	}
+	for _, c := range st.wantChallenge {
+		if got := r.header.Get("WWW-Authenticate"); !strings.Contains(got, c) {
+			t.Errorf("WWW-Authenticate = %q, want it to contain %q", got, c)
+		}
+	}
+	if st.wantBody != "" && (ok2xx || f.denyBody) && !sameJSON(r.body, st.wantBody) {
+		t.Errorf("body = %s, want %s", snippet(r.body), st.wantBody)
+	}
+
+	seen, reached := s.tap.seen(id)
+	switch {
+	case !ok2xx && reached:
+		t.Errorf("GET %s was denied with %d but reached the backend", st.path, r.status)
+	case ok2xx && !reached:
+		t.Errorf("GET %s: %d without reaching the backend", st.path, r.status)
+	}
+	if !reached {
+		return
+	}
+	for _, p := range claimProblems(seen, st.wantSub) {
+		t.Errorf("the backend received: %s", p)
+	}
+	if strings.HasSuffix(st.path, "/headers") && ok2xx {
+		var echo map[string][]string
+		if err := json.Unmarshal(r.body, &echo); err != nil {
+			t.Fatalf("backend echo: %v: %s", err, snippet(r.body))
+		}
+		for _, p := range claimProblems(echo, st.wantSub) {
+			t.Errorf("the backend echoed: %s", p)
+		}
+	}
+}
+
+// TestGuide runs the guide's flow through every front: a token from the
+// demo issuer, /public without a token, /protected with and without one,
+// the admin scope, forged claim headers, path tricks, and a token that
+// expires while the test watches.
+func TestGuide(t *testing.T) {
+	t.Parallel()
+	s := newStack(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+	defer cancel()
+
+	var demo, admin, short string
+	var shortExp time.Time
+	t.Run("token from the demo issuer", func(t *testing.T) {
+		tr, err := s.token(ctx, "demo-client", "demo-secret")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tr.TokenType != "Bearer" || tr.ExpiresIn != 3600 || tr.Scope != "read:messages" {
+			t.Errorf("token response = %+v, want Bearer, 3600s, scope read:messages", tr)
+		}
+		hdr, err := jwtPart(tr.AccessToken, 0)
+		if err != nil {
+			t.Fatalf("access_token: %v", err)
+		}
+		if hdr["alg"] != "RS256" || kidOf(tr.AccessToken) == "" {
+			t.Errorf("JWT header = %v, want alg RS256 and a kid", hdr)
+		}
+		claims, err := jwtPart(tr.AccessToken, 1)
+		if err != nil {
+			t.Fatalf("access_token: %v", err)
+		}
+		if claims["iss"] != issuer || claims["aud"] != audience || claims["sub"] != "demo-client" {
+			t.Errorf("claims = %v, want iss %s, aud %s, sub demo-client", claims, issuer, audience)
+		}
+		demo = tr.AccessToken
+		if tr, err = s.token(ctx, "admin-client", "admin-secret"); err != nil {
+			t.Fatal(err)
+		}
+		if tr.Scope != "read:messages admin" {
+			t.Errorf("admin-client scope = %q, want %q", tr.Scope, "read:messages admin")
+		}
+		admin = tr.AccessToken
+		if tr, err = s.token(ctx, "short-client", "short-secret"); err != nil {
+			t.Fatal(err)
+		}
+		if tr.ExpiresIn != int64(shortTTL/time.Second) {
+			t.Errorf("short-client expires_in = %d, want %d", tr.ExpiresIn, int64(shortTTL/time.Second))
+		}
+		short = tr.AccessToken
+		if shortExp, err = expOf(short); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if demo == "" || admin == "" || short == "" {
+		t.FailNow()
+	}
+
+	// The short-lived token works until it expires; checked first, while
+	// it is fresh, and again after the steps below, once it has expired.
+	t.Run("short-lived token before expiry", func(t *testing.T) {
+		for _, f := range s.fronts {
+			if f.skip != "" {
+				continue
+			}
+			step{path: "/protected", auth: "Bearer " + short, want: http.StatusOK,
+				wantBody: `{"message":"This is a protected message!","sub":"short-client"}`, wantSub: "short-client"}.run(ctx, t, s, f)
+		}
+	})
+
+	bad := tamper(demo)
+	spoof := spoofHeaders()
+	origin := http.Header{
+		"X-Original-URI": {"/public/headers"}, "X-Original-Method": {"GET"},
+		"X-Forwarded-Uri": {"/public/headers"}, "X-Forwarded-Method": {"GET"},
+	}
+	missing := `{"error":"Missing or invalid Authorization header"}`
+	steps := []step{
+		{name: "public without token", path: "/public", want: http.StatusOK,
+			wantBody: `{"message":"This is a public message!"}`},
+		{name: "protected without token", path: "/protected", want: http.StatusUnauthorized,
+			wantBody: missing, wantChallenge: []string{`Bearer realm="extauthz"`}},
+		{name: "protected with token", path: "/protected", auth: "Bearer " + demo, want: http.StatusOK,
+			wantBody: `{"message":"This is a protected message!","sub":"demo-client"}`, wantSub: "demo-client"},
+		{name: "protected with lower-case scheme", path: "/protected", auth: "bearer " + demo, want: http.StatusOK,
+			wantBody: `{"message":"This is a protected message!","sub":"demo-client"}`, wantSub: "demo-client"},
+		{name: "protected with bad signature", path: "/protected", auth: "Bearer " + bad, want: http.StatusUnauthorized,
+			wantBody:      `{"error":"Signature verification failed"}`,
+			wantChallenge: []string{`error="invalid_token"`, `error_description="Signature verification failed"`}},
+		{name: "protected with Basic credentials", path: "/protected", auth: "Basic ZGVtby1jbGllbnQ6ZGVtby1zZWNyZXQ=",
+			want: http.StatusUnauthorized, wantBody: missing},
+		{name: "admin with demo-client token", path: "/admin", auth: "Bearer " + demo, want: http.StatusForbidden,
+			wantBody:      `{"error":"Insufficient scope"}`,
+			wantChallenge: []string{`error="insufficient_scope"`, `scope="admin"`}},
+		{name: "admin with admin-client token", path: "/admin", auth: "Bearer " + admin, want: http.StatusOK,
+			wantBody: `{"message":"This is an admin message!","sub":"admin-client"}`, wantSub: "admin-client"},
+
+		// Forged claim headers never reach the backend; the verified
+		// ones do, once. The backend answers 400 to two x-jwt-sub values,
+		// so a 200 with the right sub also proves there was only one.
+		{name: "spoofed claims on protected with token", path: "/protected", auth: "Bearer " + demo, header: spoof,
+			want: http.StatusOK, wantBody: `{"message":"This is a protected message!","sub":"demo-client"}`, wantSub: "demo-client"},
+		{name: "spoofed claims on admin with admin token", path: "/admin", auth: "Bearer " + admin, header: spoof,
+			want: http.StatusOK, wantBody: `{"message":"This is an admin message!","sub":"admin-client"}`, wantSub: "admin-client"},
+		{name: "spoofed claims on public without token", path: "/public/headers", header: spoof, want: http.StatusOK},
+		{name: "spoofed claims on public with bad token", path: "/public/headers", auth: "Bearer " + bad, header: spoof,
+			want: http.StatusOK},
+		{name: "spoofed claims on public with token", path: "/public/headers", auth: "Bearer " + demo, header: spoof,
+			want: http.StatusOK, wantSub: "demo-client"},
+		{name: "spoofed claims on protected with token, echoed", path: "/protected/headers", auth: "Bearer " + demo,
+			header: spoof, want: http.StatusOK, wantSub: "demo-client"},
+		{name: "spoofed claims on protected without token", path: "/protected/headers", header: spoof,
+			want: http.StatusUnauthorized, wantBody: missing},
+		{name: "spoofed claims on admin with demo token", path: "/admin", auth: "Bearer " + demo, header: spoof,
+			want: http.StatusForbidden},
+
+		// The original URI is the front's to tell, never the client's.
+		{name: "spoofed original URI without token", path: "/protected/headers", header: origin,
+			want: http.StatusUnauthorized, wantBody: missing},
+		{name: "spoofed original URI on admin", path: "/admin/headers", auth: "Bearer " + demo, header: origin,
+			want: http.StatusForbidden},
+
+		// Path tricks from /public into protected paths.
+		{name: "dot segments into protected", path: "/public/../protected/headers"},
+		{name: "encoded dot segments into protected", path: "/public/%2e%2e/protected/headers"},
+		{name: "encoded slash into protected", path: "/public/..%2fprotected/headers"},
+	}
+	for _, f := range s.fronts {
+		t.Run(f.name, func(t *testing.T) {
+			if f.skip != "" {
+				missingPeer(t, f.skip)
+			}
+			for _, st := range steps {
+				t.Run(st.name, func(t *testing.T) { st.run(ctx, t, s, f) })
+			}
+		})
+	}
+
+	t.Run("expired token", func(t *testing.T) {
+		// Wait, by asking the server directly, until it calls the token
+		// expired: never before exp, and no later than exp + clock skew +
+		// a margin.
+		auth := http.Header{"Authorization": {"Bearer " + short}}
+		deadline, cancel := context.WithDeadline(ctx, shortExp.Add(clockSkew+10*time.Second))
+		defer cancel()
+		var r reply
+		err := poll(deadline, 100*time.Millisecond, func() (bool, error) {
+			var err error
+			r, err = send(deadline, http.MethodGet, "http://"+s.authzHTTP+"/protected", auth)
+			return err == nil && r.status != http.StatusOK, err
+		})
+		if err != nil {
+			t.Fatalf("the short-lived token was still accepted %v after its exp: %v", time.Since(shortExp).Round(time.Millisecond), err)
+		}
+		if now := time.Now(); now.Before(shortExp) {
+			t.Errorf("token refused at %v, before its exp %v: %d %s", now, shortExp, r.status, snippet(r.body))
+		}
+		expired := `{"error":"Token has expired"}`
+		if r.status != http.StatusUnauthorized || !sameJSON(r.body, expired) {
+			t.Fatalf("forward-auth check: %d %s, want 401 %s", r.status, snippet(r.body), expired)
+		}
+		for _, f := range s.fronts {
+			t.Run(f.name, func(t *testing.T) {
+				if f.skip != "" {
+					missingPeer(t, f.skip)
+				}
+				step{path: "/protected", auth: "Bearer " + short, want: http.StatusUnauthorized, wantBody: expired,
+					wantChallenge: []string{`error="invalid_token"`, `error_description="Token has expired"`}}.run(ctx, t, s, f)
+				// On a public path an expired token is ignored: the request
+				// passes anonymously.
+				step{path: "/public/headers", auth: "Bearer " + short, header: spoof, want: http.StatusOK}.run(ctx, t, s, f)
+			})
+		}
+	})
+}

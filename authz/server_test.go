@@ -3,6 +3,8 @@ package authz
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -16,6 +18,8 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"google.golang.org/grpc/codes"
+
+	"github.com/extauthz/extauthz/jwks"
 )
 
 func TestDecideReasons(t *testing.T) {
@@ -983,6 +987,41 @@ func TestNewNormalises(t *testing.T) {
 			}
 			if d.Reason == Allowed && !reflect.DeepEqual(d.Headers, []Header{{Name: "x-user", Value: subject}}) {
 				t.Errorf("Headers = %q, want the lower-cased x-user", d.Headers)
+			}
+		})
+	}
+}
+
+// TestReasonOf checks the one classification of verification errors,
+// through the wrapping the callers use.
+func TestReasonOf(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want Reason
+	}{
+		{name: "not ready", err: fmt.Errorf("fake: %w", jwks.ErrNotReady), want: KeysUnavailable},
+		{name: "not ready inside jwt's keyfunc error", err: errors.Join(jwt.ErrTokenUnverifiable, fmt.Errorf("k: %w", jwks.ErrNotReady)), want: KeysUnavailable},
+		{name: "unknown kid after a failed refresh", err: fmt.Errorf("%w (%w)", jwks.ErrKeyNotFound, jwks.ErrFetch), want: UnknownKID},
+		{name: "unknown issuer", err: errors.Join(jwt.ErrTokenUnverifiable, errUnknownIssuer), want: UnknownIssuer},
+		{name: "algorithm of another provider", err: errors.Join(jwt.ErrTokenUnverifiable, errAlgorithm), want: BadAlgorithm},
+		{name: "crit", err: errors.Join(jwt.ErrTokenUnverifiable, errCrit), want: Malformed},
+		{name: "malformed", err: fmt.Errorf("x: %w", jwt.ErrTokenMalformed), want: Malformed},
+		{name: "signature", err: jwt.ErrTokenSignatureInvalid, want: BadSignature},
+		{name: "expired", err: jwt.ErrTokenExpired, want: Expired},
+		{name: "expired and wrong audience", err: errors.Join(jwt.ErrTokenExpired, jwt.ErrTokenInvalidAudience), want: Expired},
+		{name: "not valid yet", err: jwt.ErrTokenNotValidYet, want: NotYetValid},
+		{name: "used before issued", err: jwt.ErrTokenUsedBeforeIssued, want: NotYetValid},
+		{name: "audience", err: jwt.ErrTokenInvalidAudience, want: WrongAudience},
+		{name: "issuer", err: jwt.ErrTokenInvalidIssuer, want: UnknownIssuer},
+		{name: "required claim missing", err: jwt.ErrTokenRequiredClaimMissing, want: InvalidClaims},
+		{name: "claim of the wrong type", err: fmt.Errorf("exp is invalid: %w", jwt.ErrInvalidType), want: InvalidClaims},
+		{name: "anything else fails closed", err: errors.New("surprise"), want: BadSignature},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := reasonOf(tc.err); got != tc.want {
+				t.Errorf("reasonOf(%v) = %q, want %q", tc.err, got, tc.want)
 			}
 		})
 	}

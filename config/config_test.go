@@ -832,3 +832,28 @@ func TestParseFileEmpty(t *testing.T) {
 		}
 	}
 }
+
+// TestLoadSingleProviderPerSetting: the issue orders the sources per setting
+// (flag, AUTHZ_*, AUTHACTION_*, file, default). Load instead treats the
+// single provider's issuer, audience and jwks_url as one group: once any of
+// them comes from a flag or variable, the file's other ones are ignored, and
+// the error then asks for --audience although the file sets audience.
+func TestLoadSingleProviderPerSetting(t *testing.T) {
+	t.Skip("known bug, reported: the file's audience/jwks_url are ignored when the issuer comes from a flag or variable")
+	path := writeConfig(t, "audience: file-api\njwks_url: https://keys.example.com/k\n")
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  env
+	}{
+		{name: "issuer flag", args: []string{"--issuer", "https://i.example.com"}},
+		{name: "guide domain", env: env{"AUTHACTION_DOMAIN": "i.example.com"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := load(t, append([]string{"--config", path}, tc.args...), tc.env)
+			if got, want := cfg.Providers[0].Audiences, []string{"file-api"}; !reflect.DeepEqual(got, want) {
+				t.Errorf("audiences = %q, want %q from the file", got, want)
+			}
+		})
+	}
+}

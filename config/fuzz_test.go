@@ -42,6 +42,8 @@ func FuzzParseFile(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
+	// One file per fuzzing process: its executions run one at a time.
+	path := filepath.Join(f.TempDir(), "c.yaml")
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fc, root, err := parseFile(data)
 		if err != nil {
@@ -62,7 +64,6 @@ func FuzzParseFile(f *testing.F) {
 			return
 		}
 
-		path := filepath.Join(t.TempDir(), "c.yaml")
 		if err := os.WriteFile(path, data, 0o600); err != nil {
 			t.Fatal(err)
 		}

@@ -478,7 +478,7 @@ func TestFailedRefreshKeepsSet(t *testing.T) {
 	// Bodies are built here: a handler runs on the server's goroutine and
 	// must not call t.Fatal.
 	good := rsaSet(t, 0, 1) // what a refresh would bring if it were accepted
-	unusable := set(t, rsaJWK(rsa1024(), "small"), with(rsaJWK(key(1), "k1"), "use", "enc"))
+	unusable := set(t, rsaJWK(rsa1024(), "small"), with(rsaJWK(key(1), "k1"), "use", "enc"), with(rsaJWK(key(2), "k2"), "e", "Ag"))
 	three := rsaSet(t, 0, 1, 2)
 	padded := func() []byte {
 		// A valid set, padded with JSON whitespace past the body limit.

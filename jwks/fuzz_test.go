@@ -48,7 +48,7 @@ func FuzzParse(f *testing.F) {
 		res, err := jwks.Parse(data, []string{"RS256"}, maxKeys)
 		checkParse(t, res, err, maxKeys, func(k any) bool {
 			rk, ok := k.(*rsa.PublicKey)
-			return ok && rk.N.BitLen() >= jwks.MinRSABits
+			return ok && rsaUsable(rk)
 		})
 		for _, k := range res.Keys {
 			if a := k.Marshal().ALG; a != "" && a != "RS256" {
@@ -62,7 +62,7 @@ func FuzzParse(f *testing.F) {
 		checkParse(t, res, err, maxKeys, func(k any) bool {
 			switch k := k.(type) {
 			case *rsa.PublicKey:
-				return k.N.BitLen() >= jwks.MinRSABits
+				return rsaUsable(k)
 			case *ecdsa.PublicKey, ed25519.PublicKey:
 				return true
 			}
@@ -112,4 +112,10 @@ func checkParse(t *testing.T, res jwks.ParseResult, err error, maxKeys int, ok f
 			t.Errorf("key %q: %T is not an allowed signing key", m.KID, k.Key())
 		}
 	}
+}
+
+// rsaUsable reports whether crypto/rsa can verify signatures with k (the
+// checks of its checkPublicKey) and k is large enough.
+func rsaUsable(k *rsa.PublicKey) bool {
+	return k.N.BitLen() >= jwks.MinRSABits && k.N.Bit(0) == 1 && k.E >= 3 && k.E%2 == 1 && k.E <= 1<<31-1
 }

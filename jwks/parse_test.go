@@ -9,6 +9,7 @@ import (
 	"crypto/rsa"
 	"encoding/json"
 	"errors"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -87,6 +88,12 @@ func with(m map[string]any, kv ...any) map[string]any {
 	return out
 }
 
+// evenModulus is k's modulus with its lowest bit cleared, base64url-encoded.
+func evenModulus(k *rsa.PrivateKey) string {
+	n := new(big.Int).SetBit(k.N, 0, 0)
+	return b64(n.Bytes())
+}
+
 func mustJSON(t testing.TB, v any) []byte {
 	t.Helper()
 	b, err := json.Marshal(v)
@@ -121,6 +128,13 @@ func TestParse(t *testing.T) {
 		{name: "rsa 2048 for PS256", doc: set(t, with(good, "alg", nil)), algs: []string{"PS256"}, wantKIDs: []string{"good"}},
 		{name: "rsa 1024 skipped", doc: set(t, rsaJWK(rsa1024(), "small")), algs: rs256, wantErr: jwks.ErrNoUsableKeys, wantSkipped: 1},
 		{name: "rsa 1024 skipped next to a good key", doc: set(t, rsaJWK(rsa1024(), "small"), good), algs: rs256, wantKIDs: []string{"good"}, wantSkipped: 1},
+		// crypto/rsa refuses to verify with these keys, so they cannot be
+		// usable: a set of only such keys must not replace a good one.
+		{name: "rsa exponent 1 skipped", doc: set(t, with(good, "e", "AQ")), algs: rs256, wantErr: jwks.ErrNoUsableKeys, wantSkipped: 1},
+		{name: "rsa exponent even skipped", doc: set(t, with(good, "e", "AAEAAA")), algs: rs256, wantErr: jwks.ErrNoUsableKeys, wantSkipped: 1},
+		{name: "rsa exponent over 2^31-1 skipped", doc: set(t, with(good, "e", "gAAAAQ")), algs: rs256, wantErr: jwks.ErrNoUsableKeys, wantSkipped: 1},
+		{name: "rsa modulus even skipped", doc: set(t, with(good, "n", evenModulus(key(0)))), algs: rs256, wantErr: jwks.ErrNoUsableKeys, wantSkipped: 1},
+		{name: "rsa exponent 3 ok", doc: set(t, with(good, "e", "Aw")), algs: rs256, wantKIDs: []string{"good"}},
 		{name: "use enc skipped", doc: set(t, with(good, "use", "enc")), algs: rs256, wantErr: jwks.ErrNoUsableKeys, wantSkipped: 1},
 		{name: "use unregistered skipped", doc: set(t, with(good, "use", "signature")), algs: rs256, wantErr: jwks.ErrNoUsableKeys, wantSkipped: 1},
 		{name: "alg not allowed skipped", doc: set(t, with(good, "alg", "RS384")), algs: rs256, wantErr: jwks.ErrNoUsableKeys, wantSkipped: 1},

@@ -113,7 +113,7 @@ func fits(key any, alg string) bool {
 	case *rsa.PublicKey:
 		switch alg {
 		case "RS256", "RS384", "RS512", "PS256", "PS384", "PS512":
-			return k.N.BitLen() >= MinRSABits
+			return k.N.BitLen() >= MinRSABits && rsaVerifiable(k)
 		}
 	case *ecdsa.PublicKey:
 		switch alg {
@@ -128,6 +128,14 @@ func fits(key any, alg string) bool {
 		return alg == "EdDSA"
 	}
 	return false
+}
+
+// rsaVerifiable reports whether crypto/rsa accepts k for verification (the
+// checks of its checkPublicKey): an odd modulus and an odd exponent from 3 to
+// 2^31-1. A key that fails them can never verify a signature, so a set of
+// only such keys must not replace a working one.
+func rsaVerifiable(k *rsa.PublicKey) bool {
+	return k.N.Bit(0) == 1 && k.E >= 3 && k.E%2 == 1 && k.E <= 1<<31-1
 }
 
 // truncate bounds a string taken from a remote document before it reaches an

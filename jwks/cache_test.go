@@ -1,6 +1,8 @@
 package jwks_test
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/rsa"
 	"errors"
@@ -484,6 +486,16 @@ func TestFailedRefreshKeepsSet(t *testing.T) {
 		// A valid set, padded with JSON whitespace past the body limit.
 		return append(append([]byte{}, good[:len(good)-1]...), []byte(strings.Repeat(" ", 2*maxBody)+"}")...)
 	}()
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	_, _ = zw.Write(padded)
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	gzipped := gz.Bytes()
+	if len(gzipped) >= maxBody {
+		t.Fatalf("gzipped body is %d bytes, want it under the limit %d", len(gzipped), maxBody)
+	}
 	tests := []struct {
 		name    string
 		handler http.HandlerFunc
@@ -569,6 +581,22 @@ func TestFailedRefreshKeepsSet(t *testing.T) {
 			want: []error{jwks.ErrFetch, jwks.ErrBodyTooLarge},
 		},
 		{
+			// The transport asks for gzip and inflates transparently, so
+			// the limit must apply to the inflated body: 20 KiB of
+			// whitespace compresses to a few dozen bytes.
+			name: "gzip body over the limit once inflated",
+			handler: func(w http.ResponseWriter, r *http.Request) {
+				if !strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
+					_, _ = w.Write(padded)
+					return
+				}
+				w.Header().Set("Content-Encoding", "gzip")
+				w.Header().Set("Content-Length", strconv.Itoa(len(gzipped)))
+				_, _ = w.Write(gzipped)
+			},
+			want: []error{jwks.ErrFetch, jwks.ErrBodyTooLarge},
+		},
+		{
 			name: "body cut short",
 			handler: func(w http.ResponseWriter, _ *http.Request) {
 				w.Header().Set("Content-Length", strconv.Itoa(len(good)))
@@ -611,20 +639,30 @@ func TestFailedRefreshKeepsSet(t *testing.T) {
 // TestRedirectRefused: a redirect is a failed refresh, even with a client
 // that would follow it, and its target is never asked.
 func TestRedirectRefused(t *testing.T) {
-	for _, code := range []int{http.StatusMovedPermanently, http.StatusFound, http.StatusTemporaryRedirect, http.StatusPermanentRedirect} {
-		t.Run(strconv.Itoa(code), func(t *testing.T) {
-			target := newJWKSServer(t, rsaSet(t, 0, 1))
-			srv := newJWKSServer(t, rsaSet(t, 0))
-			c := startCache(t, srv, jwks.Config{Client: &http.Client{}})
-			loadedAt := c.clock.Now()
-			srv.setHandler(func(w http.ResponseWriter, r *http.Request) {
-				http.Redirect(w, r, target.URL+"/jwks.json", code)
+	clients := []struct {
+		name   string
+		client *http.Client
+	}{
+		{name: "default client", client: nil},
+		{name: "client that follows redirects", client: &http.Client{}},
+		{name: "client with its own CheckRedirect", client: &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return nil }}},
+	}
+	for _, cl := range clients {
+		for _, code := range []int{http.StatusMovedPermanently, http.StatusFound, http.StatusTemporaryRedirect, http.StatusPermanentRedirect} {
+			t.Run(cl.name+"/"+strconv.Itoa(code), func(t *testing.T) {
+				target := newJWKSServer(t, rsaSet(t, 0, 1))
+				srv := newJWKSServer(t, rsaSet(t, 0))
+				c := startCache(t, srv, jwks.Config{Client: cl.client})
+				loadedAt := c.clock.Now()
+				srv.setHandler(func(w http.ResponseWriter, r *http.Request) {
+					http.Redirect(w, r, target.URL+"/jwks.json", code)
+				})
+				assertRefreshKeepsSet(t, c, srv, loadedAt, []error{jwks.ErrFetch}, code)
+				if n := target.hits.Load(); n != 0 {
+					t.Errorf("redirect target hits: got %d, want 0", n)
+				}
 			})
-			assertRefreshKeepsSet(t, c, srv, loadedAt, []error{jwks.ErrFetch}, code)
-			if n := target.hits.Load(); n != 0 {
-				t.Errorf("redirect target hits: got %d, want 0", n)
-			}
-		})
+		}
 	}
 }
 

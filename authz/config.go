@@ -52,6 +52,23 @@ type Rule struct {
 	Scopes []string
 }
 
+// The forward-auth sources of the original request.
+const (
+	// SourceAuto uses X-Original-URI/-Method, else X-Forwarded-Uri/-Method,
+	// else the request itself; when both header families are present and
+	// disagree, or one is repeated, the check is denied as ambiguous.
+	SourceAuto = "auto"
+	// SourceOriginal uses X-Original-URI and X-Original-Method (nginx
+	// auth_request) and nothing else.
+	SourceOriginal = "x-original"
+	// SourceForwarded uses X-Forwarded-Uri and X-Forwarded-Method (Caddy
+	// forward_auth, Traefik ForwardAuth) and nothing else.
+	SourceForwarded = "x-forwarded"
+	// SourceRequest uses the check request's own method and target (Envoy's
+	// HTTP ext_authz mode, Istio envoyExtAuthzHttp) and ignores the headers.
+	SourceRequest = "request"
+)
+
 // PayloadClaim, as the claim of a claim header, forwards the whole verified
 // payload, base64url-encoded as in the token (Envoy jwt_authn's
 // forward_payload_header).
@@ -80,6 +97,13 @@ type Config struct {
 	Realm string
 	// MaxTokenBytes bounds the bearer token. Defaults to 8 KiB.
 	MaxTokenBytes int
+	// ForwardAuthSource says where the HTTP forward-auth check reads the
+	// original request's method and URI: [SourceAuto] (the default),
+	// [SourceOriginal], [SourceForwarded] or [SourceRequest]. Pin it to the
+	// one your proxy sets: proxies that copy client headers into the check
+	// request (Caddy, Traefik) would otherwise let a client send the other
+	// header.
+	ForwardAuthSource string
 	// Logger gets one line per denial (Info) and per allow (Debug); never a
 	// token. Defaults to slog.Default().
 	Logger *slog.Logger

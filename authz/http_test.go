@@ -67,6 +67,7 @@ func TestServeHTTP(t *testing.T) {
 		target     string // the forward-auth request's own target
 		header     http.Header
 		setup      func(w world)
+		mutate     func(c *Config)
 		status     int
 		wantHeader map[string]string // "" means absent
 		body       string
@@ -82,8 +83,21 @@ func TestServeHTTP(t *testing.T) {
 		{name: "caddy: X-Forwarded-Uri public", target: "/auth", header: h("X-Forwarded-Uri", "/public", "X-Forwarded-Method", "POST"), status: 200},
 		{name: "caddy: X-Forwarded-Uri protected, own path public", target: "/public", header: h("X-Forwarded-Uri", "/admin"),
 			status: 401, body: missing},
-		{name: "X-Original-URI wins over X-Forwarded-Uri", target: "/auth", header: h("X-Original-URI", "/protected", "X-Forwarded-Uri", "/public"),
-			status: 401, body: missing},
+		{name: "X-Original-URI and X-Forwarded-Uri disagree", target: "/auth", header: h("X-Original-URI", "/protected", "X-Forwarded-Uri", "/public"),
+			status: 400, body: `{"error":"Conflicting original-request headers"}`},
+		{name: "client adds X-Original-URI behind Caddy", target: "/auth", header: h("X-Original-URI", "/public", "X-Forwarded-Uri", "/admin", "X-Forwarded-Method", "GET"),
+			status: 400},
+		{name: "X-Original-URI and X-Forwarded-Uri agree", target: "/auth", header: h("X-Original-URI", "/public", "X-Forwarded-Uri", "/public"), status: 200},
+		{name: "X-Original-URI repeated", target: "/auth", header: h("X-Original-URI", "/public", "X-Original-URI", "/admin"), status: 400},
+		{name: "X-Original-Method without its URI", target: "/public", header: h("X-Original-Method", "GET"), status: 400},
+		{name: "methods disagree", target: "/auth", header: h("X-Original-URI", "/public", "X-Original-Method", "GET", "X-Forwarded-Uri", "/public", "X-Forwarded-Method", "POST"),
+			status: 400},
+		{name: "pinned to x-forwarded: X-Original-URI ignored", target: "/auth", header: h("X-Original-URI", "/public", "X-Forwarded-Uri", "/admin"),
+			mutate: func(c *Config) { c.ForwardAuthSource = SourceForwarded }, status: 401, body: missing},
+		{name: "pinned to x-original: X-Forwarded-Uri ignored", target: "/auth", header: h("X-Original-URI", "/admin", "X-Forwarded-Uri", "/public"),
+			mutate: func(c *Config) { c.ForwardAuthSource = SourceOriginal }, status: 401, body: missing},
+		{name: "pinned to request: both headers ignored", target: "/protected", header: h("X-Original-URI", "/public", "X-Forwarded-Uri", "/public"),
+			mutate: func(c *Config) { c.ForwardAuthSource = SourceRequest }, status: 401, body: missing},
 		{name: "X-Forwarded-Uri used when X-Original-URI is empty", target: "/auth", header: h("X-Original-URI", "", "X-Forwarded-Uri", "/public"), status: 200},
 		{name: "envoy HTTP mode: own path public", target: "/public/a?b=c", status: 200},
 		{name: "envoy HTTP mode: own path protected", target: "/protected", status: 401, body: missing},
@@ -113,7 +127,7 @@ func TestServeHTTP(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			w := newWorld(t, nil)
+			w := newWorld(t, tc.mutate)
 			if tc.setup != nil {
 				tc.setup(w)
 			}
@@ -164,10 +178,8 @@ func TestServeHTTPMethod(t *testing.T) {
 		{name: "X-Original-Method", method: "GET", header: map[string]string{"X-Original-URI": "/protected", "X-Original-Method": "DELETE"}, want: "DELETE", path: "/protected"},
 		{name: "X-Original-URI without a method", method: "PUT", header: map[string]string{"X-Original-URI": "/protected"}, want: "PUT", path: "/protected"},
 		{name: "X-Forwarded-Method", method: "GET", header: map[string]string{"X-Forwarded-Uri": "/p", "X-Forwarded-Method": "PATCH"}, want: "PATCH", path: "/p"},
-		{name: "X-Forwarded-Method ignored with X-Original-URI", method: "GET",
-			header: map[string]string{"X-Original-URI": "/o", "X-Forwarded-Uri": "/f", "X-Forwarded-Method": "PATCH"}, want: "GET", path: "/o"},
-		{name: "X-Original-Method ignored without X-Original-URI", method: "POST",
-			header: map[string]string{"X-Original-Method": "DELETE"}, want: "POST", path: "/own"},
+		{name: "both families agree", method: "GET",
+			header: map[string]string{"X-Original-URI": "/o", "X-Original-Method": "PATCH", "X-Forwarded-Uri": "/o", "X-Forwarded-Method": "PATCH"}, want: "PATCH", path: "/o"},
 		{name: "own method and path", method: "POST", want: "POST", path: "/own"},
 	}
 	for _, tc := range tests {

@@ -134,31 +134,37 @@ func upper(c byte) byte {
 // changes would cost time quadratic in the path's length).
 func fullyDecode(s string) (decoded string, done bool) {
 	for round := 0; ; round++ {
-		if !strings.Contains(s, "%") {
-			return s, true
-		}
-		var b strings.Builder
-		b.Grow(len(s))
-		for i := 0; i < len(s); i++ {
-			if s[i] == '%' && i+2 < len(s) {
-				hi, ok1 := unhex(s[i+1])
-				lo, ok2 := unhex(s[i+2])
-				if ok1 && ok2 {
-					b.WriteByte(hi<<4 | lo)
-					i += 2
-					continue
-				}
-			}
-			b.WriteByte(s[i])
-		}
-		if b.Len() == len(s) {
+		d := decodeOnce(s)
+		if len(d) == len(s) {
 			return s, true
 		}
 		if round == 3 {
 			return s, false
 		}
-		s = b.String()
+		s = d
 	}
+}
+
+// decodeOnce percent-decodes every valid escape once, leaving broken ones.
+func decodeOnce(s string) string {
+	if !strings.Contains(s, "%") {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	for i := 0; i < len(s); i++ {
+		if s[i] == '%' && i+2 < len(s) {
+			hi, ok1 := unhex(s[i+1])
+			lo, ok2 := unhex(s[i+2])
+			if ok1 && ok2 {
+				b.WriteByte(hi<<4 | lo)
+				i += 2
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }
 
 // dropParams removes ";parameters" from each segment (Tomcat and other
@@ -233,26 +239,22 @@ type policy struct {
 }
 
 // policyFor matches target against the rules (first match wins, per
-// reading) and merges the answers of both readings, the stricter winning.
+// reading) and merges the answers of every reading: the path is public only
+// if every reading is, and the scopes of every reading's rule are required.
 func policyFor(rules []rule, target string) policy {
-	strict, lenient, ok := readings(target)
-	var rs, rl *rule
-	for i := range rules {
-		if rs == nil && ok && rules[i].matches(strict) {
-			rs = &rules[i]
+	vs, ok := variants(target)
+	if len(vs) == 1 && ok {
+		if r := firstMatch(rules, vs[0]); r != nil {
+			return policy{public: r.public, scopes: r.scopes}
 		}
-		if rl == nil && rules[i].matches(lenient) {
-			rl = &rules[i]
-		}
+		return policy{}
 	}
-	if strict == lenient && ok {
-		if rs == nil {
-			return policy{}
+	pol := policy{public: ok}
+	for _, v := range vs {
+		r := firstMatch(rules, v)
+		if r == nil || !r.public {
+			pol.public = false
 		}
-		return policy{public: rs.public, scopes: rs.scopes}
-	}
-	pol := policy{public: ok && rs != nil && rs.public && rl != nil && rl.public}
-	for _, r := range []*rule{rs, rl} {
 		if r == nil {
 			continue
 		}
@@ -264,6 +266,92 @@ func policyFor(rules []rule, target string) policy {
 	}
 	return pol
 }
+
+func firstMatch(rules []rule, p string) *rule {
+	for i := range rules {
+		if rules[i].matches(p) {
+			return &rules[i]
+		}
+	}
+	return nil
+}
+
+// variants returns every reading of target that some backend may make, the
+// strict one first: a raw "#" as the end of the path or as a character;
+// percent escapes decoded for unreserved characters only, or fully once,
+// twice or three times; ";" parameters kept, dropped before decoding or
+// after; backslashes as characters or as slashes; repeated slashes kept or
+// merged; dot segments resolved. ok is false when the target is in doubt
+// (no leading slash, a control character, a broken escape, escapes left
+// after three decodings): such a target is never public. A plain target,
+// the common case, has one reading and costs one scan.
+func variants(target string) (out []string, ok bool) {
+	if i := strings.IndexByte(target, '?'); i >= 0 {
+		target = target[:i]
+	}
+	if !strings.ContainsAny(target, `%\;#`) && !strings.Contains(target, "//") && !strings.Contains(target, "/.") &&
+		strings.HasPrefix(target, "/") {
+		return []string{target}, validChars(target)
+	}
+	ok = true
+	add := func(p string) {
+		if !contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	frags := []string{target}
+	if i := strings.IndexByte(target, '#'); i >= 0 {
+		frags = []string{target[:i], strings.ReplaceAll(target, "#", "%23")}
+	}
+	for _, f := range frags {
+		if rest, found := cutScheme(f); found {
+			f = "/"
+			if i := strings.IndexByte(rest, '/'); i >= 0 {
+				f = rest[i:]
+			}
+		}
+		if !strings.HasPrefix(f, "/") {
+			ok = false
+			f = "/" + f
+		}
+		ok = ok && validChars(f)
+		strict, good := decodeUnreserved(f)
+		ok = ok && good
+		add(resolveDots(strict))
+		for _, params := range []int{keepParams, dropBefore, dropAfter} {
+			g := f
+			if params == dropBefore {
+				g = dropParams(g)
+			}
+			for level := 0; level <= 3; level++ {
+				var d string
+				if level == 0 {
+					d, _ = decodeUnreserved(g)
+				} else {
+					d = decodeOnce(g)
+					if level == 3 && strings.Contains(d, "%") && decodeOnce(d) != d {
+						ok = false // still encoded: no backend decodes so often
+					}
+					g = d
+				}
+				if params == dropAfter {
+					d = dropParams(d)
+				}
+				for _, x := range []string{d, strings.ReplaceAll(d, `\`, "/")} {
+					add(resolveDots(x))
+					add(resolveDots(collapseSlashes(x)))
+				}
+			}
+		}
+	}
+	return out, ok
+}
+
+const (
+	keepParams = iota
+	dropBefore
+	dropAfter
+)
 
 func contains(list []string, s string) bool {
 	for _, v := range list {

@@ -177,6 +177,14 @@ func TestPolicyFor(t *testing.T) {
 		{name: "broken escape in scoped", target: "/admin/%zz", scopes: []string{"admin"}},
 		{name: "raw fragment then dot dot", target: "/public#/../admin", scopes: []string{"admin"}},
 		{name: "raw fragment on scoped", target: "/admin#/../public", scopes: []string{"admin"}},
+
+		// Readings beyond strict and lenient (found by FuzzPolicy).
+		{name: "literal backslash, double decoding", target: `/0\0/%2e%252e/admin`, scopes: []string{"admin"}},
+		{name: "literal backslash, double decoding, out of public", target: `/public/a\b/%252e%252e/%252e%252e/protected`},
+		{name: "parameters dropped before decoding", target: "/admin;%2F..%2Fpublic", scopes: []string{"admin"}},
+		{name: "parameters hiding encoded dot dot", target: "/public;%2F..%2F..%2Fadmin/x", scopes: []string{"admin"}},
+		{name: "encoded unreserved and space stay public", target: "/public/my%20doc%2Epdf", public: true},
+		{name: "parameter inside public stays public", target: "/public/a;v=1/b", public: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -16,6 +16,7 @@ const (
 	Public            Reason = "public"             // a public path, with or without a valid token
 	MissingToken      Reason = "missing_token"      // no Authorization header, or not a Bearer one
 	InvalidRequest    Reason = "invalid_request"    // several Authorization headers or tokens
+	AmbiguousRequest  Reason = "ambiguous_request"  // forward-auth headers that disagree on the original request
 	TokenTooLarge     Reason = "token_too_large"    // over Config.MaxTokenBytes
 	Malformed         Reason = "malformed"          // not a JWS compact token
 	BadAlgorithm      Reason = "bad_algorithm"      // alg not allowed for the provider
@@ -32,7 +33,7 @@ const (
 )
 
 // Reasons lists every Reason, for metrics that want all label values.
-var Reasons = []Reason{Allowed, Public, MissingToken, InvalidRequest, TokenTooLarge, Malformed,
+var Reasons = []Reason{Allowed, Public, MissingToken, InvalidRequest, AmbiguousRequest, TokenTooLarge, Malformed,
 	BadAlgorithm, BadSignature, UnknownKID, UnknownIssuer, WrongAudience, Expired, NotYetValid,
 	InvalidClaims, InsufficientScope, KeysUnavailable, Internal}
 
@@ -50,6 +51,7 @@ var outcomes = map[Reason]outcome{
 	Public:            {http.StatusOK, codes.OK, "", ""},
 	MissingToken:      {http.StatusUnauthorized, codes.Unauthenticated, "Missing or invalid Authorization header", ""},
 	InvalidRequest:    {http.StatusUnauthorized, codes.Unauthenticated, "Multiple Authorization headers or tokens", "invalid_request"},
+	AmbiguousRequest:  {http.StatusBadRequest, codes.InvalidArgument, "Conflicting original-request headers", ""},
 	TokenTooLarge:     {http.StatusUnauthorized, codes.Unauthenticated, "Token is too large", "invalid_token"},
 	Malformed:         {http.StatusUnauthorized, codes.Unauthenticated, "Token is malformed", "invalid_token"},
 	BadAlgorithm:      {http.StatusUnauthorized, codes.Unauthenticated, "The specified alg value is not allowed", "invalid_token"},

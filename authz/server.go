@@ -31,6 +31,7 @@ type Server struct {
 	claimHeaders []claimHeader // sorted by name
 	realm        string
 	maxToken     int
+	source       string // forward-auth source of the original request
 	log          *slog.Logger
 	obs          Observer
 	now          func() time.Time
@@ -72,6 +73,13 @@ func New(cfg Config) (*Server, error) {
 	}
 	if s.maxToken <= 0 {
 		s.maxToken = 8 << 10
+	}
+	switch s.source = cfg.ForwardAuthSource; s.source {
+	case "":
+		s.source = SourceAuto
+	case SourceAuto, SourceOriginal, SourceForwarded, SourceRequest:
+	default:
+		return nil, fmt.Errorf("authz: forward-auth source %q is not %s, %s, %s or %s", s.source, SourceAuto, SourceOriginal, SourceForwarded, SourceRequest)
 	}
 	if s.log == nil {
 		s.log = slog.Default()

@@ -269,7 +269,7 @@ func TestDenials(t *testing.T) {
 }
 
 func TestReasonTable(t *testing.T) {
-	all := []Reason{Allowed, Public, MissingToken, InvalidRequest, TokenTooLarge, Malformed, BadAlgorithm,
+	all := []Reason{Allowed, Public, MissingToken, InvalidRequest, AmbiguousRequest, TokenTooLarge, Malformed, BadAlgorithm,
 		BadSignature, UnknownKID, UnknownIssuer, WrongAudience, Expired, NotYetValid, InvalidClaims,
 		InsufficientScope, KeysUnavailable, Internal}
 	if !sameSet(reasonStrings(Reasons), reasonStrings(all)) || len(Reasons) != len(all) {
@@ -289,6 +289,8 @@ func TestReasonTable(t *testing.T) {
 				wantStatus, wantCode = 403, codes.PermissionDenied
 			case KeysUnavailable:
 				wantStatus, wantCode = 503, codes.Unavailable
+			case AmbiguousRequest:
+				wantStatus, wantCode = 400, codes.InvalidArgument
 			case Internal:
 				wantStatus, wantCode = 500, codes.Internal
 			default:

@@ -36,6 +36,7 @@ type Config struct {
 	ClockSkew              time.Duration
 	MaxTokenBytes          int
 	Realm                  string
+	ForwardAuthSource      string
 	ShutdownGrace          time.Duration
 
 	LogLevel  string // debug, info, warn, error
@@ -115,6 +116,7 @@ var settings = []setting{
 	{"clock-skew", "60s", "leeway for exp, nbf and iat"},
 	{"max-token-bytes", "8192", "largest bearer token accepted, in bytes"},
 	{"realm", "extauthz", "realm of the WWW-Authenticate challenge"},
+	{"forward-auth-source", "auto", "where the HTTP check reads the original request: auto, x-original (nginx), x-forwarded (Caddy, Traefik) or request (Envoy HTTP mode)"},
 	{"shutdown-grace", "10s", "how long in-flight checks may take to finish on SIGTERM"},
 	{"log-level", "info", "debug, info, warn or error"},
 	{"log-format", "json", "json or text"},
@@ -143,6 +145,7 @@ type fileConfig struct {
 	ClockSkew              *time.Duration `yaml:"clock_skew"`
 	MaxTokenBytes          *int           `yaml:"max_token_bytes"`
 	Realm                  *string        `yaml:"realm"`
+	ForwardAuthSource      *string        `yaml:"forward_auth_source"`
 	ShutdownGrace          *time.Duration `yaml:"shutdown_grace"`
 	LogLevel               *string        `yaml:"log_level"`
 	LogFormat              *string        `yaml:"log_format"`
@@ -301,6 +304,7 @@ func Load(args []string, env Lookup, usage io.Writer) (*Config, error) {
 	cfg.JWKSMaxKeys = int(num("jwks-max-keys", intStr(file.JWKSMaxKeys)))
 	cfg.MaxTokenBytes = int(num("max-token-bytes", intStr(file.MaxTokenBytes)))
 	cfg.Realm = str("realm", file.Realm)
+	cfg.ForwardAuthSource = strings.ToLower(str("forward-auth-source", file.ForwardAuthSource))
 	cfg.LogLevel = strings.ToLower(str("log-level", file.LogLevel))
 	cfg.LogFormat = strings.ToLower(str("log-format", file.LogFormat))
 
@@ -316,6 +320,11 @@ func Load(args []string, env Lookup, usage io.Writer) (*Config, error) {
 	case "debug", "info", "warn", "error":
 	default:
 		errs = append(errs, fmt.Errorf("%s: %q is not debug, info, warn or error", srcs["log-level"], cfg.LogLevel))
+	}
+	switch cfg.ForwardAuthSource {
+	case "auto", "x-original", "x-forwarded", "request":
+	default:
+		errs = append(errs, fmt.Errorf("%s: %q is not auto, x-original, x-forwarded or request", srcs["forward-auth-source"], cfg.ForwardAuthSource))
 	}
 	switch cfg.LogFormat {
 	case "json", "text":
@@ -372,10 +381,13 @@ func Load(args []string, env Lookup, usage io.Writer) (*Config, error) {
 }
 
 func loadProviders(cfg *Config, file *fileConfig, root *yaml.Node, explicit func(string) (string, string, bool), env Lookup) error {
+	// Each of the three follows its own precedence: flag, AUTHZ_*, the
+	// guide's AUTHACTION_*, the file. The JWKS URL derived from
+	// AUTHACTION_DOMAIN goes with the issuer it derives: it is not used when
+	// the issuer comes from a flag or AUTHZ_ISSUER.
 	issuer, issuerSrc, hasIssuer := explicit("issuer")
 	audience, audienceSrc, hasAudience := explicit("audience")
 	jwksURL, jwksSrc, hasJWKS := explicit("jwks-url")
-	// The seed guide's variables, below AUTHZ_*.
 	if domain, ok := env("AUTHACTION_DOMAIN"); ok && domain != "" && !hasIssuer {
 		base := GuideIssuer(domain)
 		issuer, issuerSrc, hasIssuer = base, "AUTHACTION_DOMAIN", true
@@ -386,8 +398,17 @@ func loadProviders(cfg *Config, file *fileConfig, root *yaml.Node, explicit func
 	if aud, ok := env("AUTHACTION_AUDIENCE"); ok && aud != "" && !hasAudience {
 		audience, audienceSrc, hasAudience = aud, "AUTHACTION_AUDIENCE", true
 	}
-	single := hasIssuer || hasAudience || hasJWKS
-	if single && len(file.Providers) > 0 {
+	fileSrc := func(key string) string { return fmt.Sprintf("%s:%d: %s", cfg.File, lineOf(root, key, -1), key) }
+	if !hasIssuer && file.Issuer != nil {
+		issuer, issuerSrc, hasIssuer = *file.Issuer, fileSrc("issuer"), true
+	}
+	if !hasAudience && file.Audience != nil {
+		audience, audienceSrc, hasAudience = *file.Audience, fileSrc("audience"), true
+	}
+	if !hasJWKS && file.JWKSURL != nil {
+		jwksURL, jwksSrc, hasJWKS = *file.JWKSURL, fileSrc("jwks_url"), true
+	}
+	if (hasIssuer || hasAudience || hasJWKS) && len(file.Providers) > 0 {
 		src := issuerSrc
 		if src == "" {
 			src = audienceSrc
@@ -396,21 +417,6 @@ func loadProviders(cfg *Config, file *fileConfig, root *yaml.Node, explicit func
 			src = jwksSrc
 		}
 		return fmt.Errorf("%s:%d: providers are set in the file and %s sets a single provider too; use one or the other", cfg.File, lineOf(root, "providers", -1), src)
-	}
-	if !single {
-		// The file's single-provider keys.
-		if file.Issuer != nil {
-			issuer, issuerSrc, hasIssuer = *file.Issuer, cfg.File+": issuer", true
-		}
-		if file.Audience != nil {
-			audience, audienceSrc, hasAudience = *file.Audience, cfg.File+": audience", true
-		}
-		if file.JWKSURL != nil {
-			jwksURL, jwksSrc, hasJWKS = *file.JWKSURL, cfg.File+": jwks_url", true
-		}
-		if (hasIssuer || hasAudience || hasJWKS) && len(file.Providers) > 0 {
-			return fmt.Errorf("%s:%d: set either providers or issuer/audience/jwks_url, not both", cfg.File, lineOf(root, "providers", -1))
-		}
 	}
 	if len(file.Providers) == 0 {
 		if !hasIssuer || issuer == "" {

@@ -68,6 +68,7 @@ func TestLoadDefaults(t *testing.T) {
 		ClockSkew:              60 * time.Second,
 		MaxTokenBytes:          8192,
 		Realm:                  "extauthz",
+		ForwardAuthSource:      "auto",
 		ShutdownGrace:          10 * time.Second,
 		LogLevel:               "info",
 		LogFormat:              "json",
@@ -727,6 +728,7 @@ func TestLoadFullFile(t *testing.T) {
 		ClockSkew:              0,
 		MaxTokenBytes:          4096,
 		Realm:                  "api",
+		ForwardAuthSource:      "auto",
 		ShutdownGrace:          3 * time.Second,
 		LogLevel:               "debug",
 		LogFormat:              "text",
@@ -833,13 +835,10 @@ func TestParseFileEmpty(t *testing.T) {
 	}
 }
 
-// TestLoadSingleProviderPerSetting: the issue orders the sources per setting
-// (flag, AUTHZ_*, AUTHACTION_*, file, default). Load instead treats the
-// single provider's issuer, audience and jwks_url as one group: once any of
-// them comes from a flag or variable, the file's other ones are ignored, and
-// the error then asks for --audience although the file sets audience.
+// TestLoadSingleProviderPerSetting: the sources are ordered per setting
+// (flag, AUTHZ_*, AUTHACTION_*, file, default), so the file's audience
+// applies when the issuer comes from a flag or the guide's variables.
 func TestLoadSingleProviderPerSetting(t *testing.T) {
-	t.Skip("known bug, reported: the file's audience/jwks_url are ignored when the issuer comes from a flag or variable")
 	path := writeConfig(t, "audience: file-api\njwks_url: https://keys.example.com/k\n")
 	for _, tc := range []struct {
 		name string

@@ -110,15 +110,16 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		rules[i] = authz.Rule(r)
 	}
 	a, err := authz.New(authz.Config{
-		Providers:     providers,
-		Rules:         rules,
-		ClaimHeaders:  cfg.ClaimHeaders,
-		ClockSkew:     skew(cfg.ClockSkew),
-		Realm:         cfg.Realm,
-		MaxTokenBytes: cfg.MaxTokenBytes,
-		Logger:        s.log,
-		Observer:      s.metrics,
-		Now:           opts.Now,
+		Providers:         providers,
+		Rules:             rules,
+		ClaimHeaders:      cfg.ClaimHeaders,
+		ClockSkew:         skew(cfg.ClockSkew),
+		Realm:             cfg.Realm,
+		MaxTokenBytes:     cfg.MaxTokenBytes,
+		ForwardAuthSource: cfg.ForwardAuthSource,
+		Logger:            s.log,
+		Observer:          s.metrics,
+		Now:               opts.Now,
 	})
 	if err != nil {
 		return nil, err

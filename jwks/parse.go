@@ -28,7 +28,9 @@ type ParseResult struct {
 // signed with one of algs: RSA keys of at least [MinRSABits] for RS* and PS*,
 // EC keys on the matching curve for ES*, Ed25519 keys for EdDSA. A key whose
 // "use" is present and not "sig", whose "alg" is not in algs, or whose kid
-// repeats an earlier key's is skipped. Private key material is ignored.
+// repeats an earlier key's is skipped (keys without a kid are all kept:
+// a token without a kid is tried against each). Private key material is
+// ignored.
 //
 // Parse returns an error wrapping [ErrParse] when the document is not a JWK Set
 // or holds more than maxKeys keys, and one wrapping [ErrNoUsableKeys] when no
@@ -55,7 +57,7 @@ func Parse(doc []byte, algs []string, maxKeys int) (ParseResult, error) {
 			continue
 		}
 		kid := jwk.Marshal().KID
-		if seen[kid] {
+		if kid != "" && seen[kid] {
 			res.Skipped = append(res.Skipped, fmt.Sprintf("key %d: duplicate kid", i))
 			continue
 		}

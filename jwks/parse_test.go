@@ -161,6 +161,7 @@ func TestParse(t *testing.T) {
 			wantErr: jwks.ErrNoUsableKeys, wantSkipped: 1,
 		},
 		{name: "duplicate kid keeps the first", doc: set(t, good, rsaJWK(key(1), "good")), algs: rs256, wantKIDs: []string{"good"}, wantSkipped: 1},
+		{name: "keys without kid are all kept", doc: set(t, rsaJWK(key(1), ""), rsaJWK(key(2), "")), algs: rs256, wantKIDs: []string{"", ""}},
 		{name: "invalid key does not claim its kid", doc: set(t, with(good, "n", "!!"), rsaJWK(key(1), "good")), algs: rs256, wantKIDs: []string{"good"}, wantSkipped: 1},
 		{name: "mixed set", doc: set(t, good, rsaJWK(rsa1024(), "small"), with(rsaJWK(key(1), "enc"), "use", "enc"), ecJWK(ecP256(), "ec", "ES256"), rsaJWK(key(2), "good2")), algs: rs256, wantKIDs: []string{"good", "good2"}, wantSkipped: 3},
 		{name: "not JSON", doc: []byte("<html>login</html>"), algs: rs256, wantErr: jwks.ErrParse},

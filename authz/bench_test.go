@@ -48,6 +48,34 @@ func BenchmarkDecide(b *testing.B) {
 	}
 }
 
+// BenchmarkPolicyFor measures path matching alone: a plain path (one
+// reading), paths that take the slow path with every backend reading
+// (an escape, a dot segment such as /.well-known), and long hostile paths
+// at nginx's default header buffer (8 KiB) and near Envoy's header limit
+// (60 KiB), to bound what one request can cost before any token is read.
+func BenchmarkPolicyFor(b *testing.B) {
+	rules := mustCompile(b, policyRules)
+	hostile := func(n int) string {
+		return "/public/" + strings.Repeat("a%252e%5C..;x/", n/len("a%252e%5C..;x/"))
+	}
+	cases := []struct{ name, target string }{
+		{name: "plain", target: "/public/index.html"},
+		{name: "escaped", target: "/public/my%20doc.pdf"},
+		{name: "well_known", target: "/.well-known/openid-configuration"},
+		{name: "traversal", target: "/public/%2e%2e/admin"},
+		{name: "hostile_8KiB", target: hostile(8 << 10)},
+		{name: "hostile_60KiB", target: hostile(60 << 10)},
+	}
+	for _, bc := range cases {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				policyFor(rules, bc.target)
+			}
+		})
+	}
+}
+
 // BenchmarkCheck is BenchmarkDecide's allow through the gRPC adapter,
 // called directly (no transport): CheckRequest in, CheckResponse out.
 func BenchmarkCheck(b *testing.B) {

@@ -131,10 +131,12 @@ func TestRotationUnderTraffic(t *testing.T) {
 			}
 		})
 	}
-	defer func() {
-		close(stop)
+	var stopOnce sync.Once
+	stopWorkers := func() {
+		stopOnce.Do(func() { close(stop) })
 		wg.Wait()
-	}()
+	}
+	defer stopWorkers()
 
 	tr, err := s.token(ctx, "demo-client", "demo-secret")
 	if err != nil {
@@ -166,9 +168,7 @@ func TestRotationUnderTraffic(t *testing.T) {
 		kids = append(kids, kid)
 		waitServed(kid)
 	}
-	close(stop)
-	wg.Wait()
-	stop = make(chan struct{}) // for the deferred close
+	stopWorkers()
 
 	stats.mu.Lock()
 	defer stats.mu.Unlock()

@@ -39,6 +39,16 @@ type Config struct {
 	ForwardAuthSource      string
 	ShutdownGrace          time.Duration
 
+	TLSCertFile     string
+	TLSKeyFile      string
+	TLSClientCAFile string
+	JWKSCAFile      string
+
+	GRPCMaxRecvBytes   int
+	GRPCMaxStreams     int
+	HTTPMaxHeaderBytes int
+	HTTPReadTimeout    time.Duration
+
 	LogLevel  string // debug, info, warn, error
 	LogFormat string // json, text
 
@@ -117,6 +127,14 @@ var settings = []setting{
 	{"max-token-bytes", "8192", "largest bearer token accepted, in bytes"},
 	{"realm", "extauthz", "realm of the WWW-Authenticate challenge"},
 	{"forward-auth-source", "auto", "where the HTTP check reads the original request: auto, x-original (nginx), x-forwarded (Caddy, Traefik) or request (Envoy HTTP mode)"},
+	{"tls-cert-file", "", "PEM certificate for TLS on the gRPC and HTTP check listeners (reloaded when the file changes)"},
+	{"tls-key-file", "", "PEM private key of --tls-cert-file"},
+	{"tls-client-ca-file", "", "PEM CA bundle: require client certificates signed by it (mutual TLS) on the check listeners"},
+	{"jwks-ca-file", "", "PEM CA bundle trusted for JWKS fetches, in addition to the system roots"},
+	{"grpc-max-recv-bytes", "1048576", "largest gRPC message accepted, in bytes"},
+	{"grpc-max-streams", "1024", "most concurrent gRPC streams per connection (Envoy multiplexes checks on one)"},
+	{"http-max-header-bytes", "65536", "largest request header block on the HTTP check listener, in bytes"},
+	{"http-read-timeout", "10s", "time to read a whole request on the HTTP check listener"},
 	{"shutdown-grace", "10s", "how long in-flight checks may take to finish on SIGTERM"},
 	{"log-level", "info", "debug, info, warn or error"},
 	{"log-format", "json", "json or text"},
@@ -147,6 +165,14 @@ type fileConfig struct {
 	Realm                  *string        `yaml:"realm"`
 	ForwardAuthSource      *string        `yaml:"forward_auth_source"`
 	ShutdownGrace          *time.Duration `yaml:"shutdown_grace"`
+	TLSCertFile            *string        `yaml:"tls_cert_file"`
+	TLSKeyFile             *string        `yaml:"tls_key_file"`
+	TLSClientCAFile        *string        `yaml:"tls_client_ca_file"`
+	JWKSCAFile             *string        `yaml:"jwks_ca_file"`
+	GRPCMaxRecvBytes       *int           `yaml:"grpc_max_recv_bytes"`
+	GRPCMaxStreams         *int           `yaml:"grpc_max_streams"`
+	HTTPMaxHeaderBytes     *int           `yaml:"http_max_header_bytes"`
+	HTTPReadTimeout        *time.Duration `yaml:"http_read_timeout"`
 	LogLevel               *string        `yaml:"log_level"`
 	LogFormat              *string        `yaml:"log_format"`
 }
@@ -304,6 +330,14 @@ func Load(args []string, env Lookup, usage io.Writer) (*Config, error) {
 	cfg.JWKSMaxKeys = int(num("jwks-max-keys", intStr(file.JWKSMaxKeys)))
 	cfg.MaxTokenBytes = int(num("max-token-bytes", intStr(file.MaxTokenBytes)))
 	cfg.Realm = str("realm", file.Realm)
+	cfg.TLSCertFile = str("tls-cert-file", file.TLSCertFile)
+	cfg.TLSKeyFile = str("tls-key-file", file.TLSKeyFile)
+	cfg.TLSClientCAFile = str("tls-client-ca-file", file.TLSClientCAFile)
+	cfg.JWKSCAFile = str("jwks-ca-file", file.JWKSCAFile)
+	cfg.GRPCMaxRecvBytes = int(num("grpc-max-recv-bytes", intStr(file.GRPCMaxRecvBytes)))
+	cfg.GRPCMaxStreams = int(num("grpc-max-streams", intStr(file.GRPCMaxStreams)))
+	cfg.HTTPMaxHeaderBytes = int(num("http-max-header-bytes", intStr(file.HTTPMaxHeaderBytes)))
+	cfg.HTTPReadTimeout = dur("http-read-timeout", file.HTTPReadTimeout, false)
 	cfg.ForwardAuthSource = strings.ToLower(str("forward-auth-source", file.ForwardAuthSource))
 	cfg.LogLevel = strings.ToLower(str("log-level", file.LogLevel))
 	cfg.LogFormat = strings.ToLower(str("log-format", file.LogFormat))
@@ -320,6 +354,12 @@ func Load(args []string, env Lookup, usage io.Writer) (*Config, error) {
 	case "debug", "info", "warn", "error":
 	default:
 		errs = append(errs, fmt.Errorf("%s: %q is not debug, info, warn or error", srcs["log-level"], cfg.LogLevel))
+	}
+	if (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == "") {
+		errs = append(errs, fmt.Errorf("--tls-cert-file and --tls-key-file go together (%s, %s)", srcs["tls-cert-file"], srcs["tls-key-file"]))
+	}
+	if cfg.TLSClientCAFile != "" && cfg.TLSCertFile == "" {
+		errs = append(errs, fmt.Errorf("%s: mutual TLS needs --tls-cert-file and --tls-key-file too", srcs["tls-client-ca-file"]))
 	}
 	switch cfg.ForwardAuthSource {
 	case "auto", "x-original", "x-forwarded", "request":

@@ -70,6 +70,10 @@ func TestLoadDefaults(t *testing.T) {
 		Realm:                  "extauthz",
 		ForwardAuthSource:      "auto",
 		ShutdownGrace:          10 * time.Second,
+		GRPCMaxRecvBytes:       1 << 20,
+		GRPCMaxStreams:         1024,
+		HTTPMaxHeaderBytes:     64 << 10,
+		HTTPReadTimeout:        10 * time.Second,
 		LogLevel:               "info",
 		LogFormat:              "json",
 	}
@@ -730,6 +734,10 @@ func TestLoadFullFile(t *testing.T) {
 		Realm:                  "api",
 		ForwardAuthSource:      "auto",
 		ShutdownGrace:          3 * time.Second,
+		GRPCMaxRecvBytes:       1 << 20,
+		GRPCMaxStreams:         1024,
+		HTTPMaxHeaderBytes:     64 << 10,
+		HTTPReadTimeout:        10 * time.Second,
 		LogLevel:               "debug",
 		LogFormat:              "text",
 		File:                   path,
@@ -794,10 +802,20 @@ func TestLoadHelp(t *testing.T) {
 // variable and (but --config) a file key, so that the three stay in step.
 func TestSettingsEverywhere(t *testing.T) {
 	sample := map[string]string{
-		"issuer":       "https://i.example.com",
-		"audience":     "a",
-		"jwks-url":     "https://i.example.com/keys",
-		"public-paths": "/p",
+		"issuer":             "https://i.example.com",
+		"audience":           "a",
+		"jwks-url":           "https://i.example.com/keys",
+		"public-paths":       "/p",
+		"tls-cert-file":      "/certs/tls.crt",
+		"tls-key-file":       "/certs/tls.key",
+		"tls-client-ca-file": "/certs/ca.crt",
+		"jwks-ca-file":       "/certs/jwks-ca.crt",
+	}
+	// Settings that only make sense with others: what goes with each.
+	with := map[string][]string{
+		"tls-cert-file":      {"tls-key-file"},
+		"tls-key-file":       {"tls-cert-file"},
+		"tls-client-ca-file": {"tls-cert-file", "tls-key-file"},
 	}
 	for _, s := range settings {
 		if s.name == "config" {
@@ -815,10 +833,14 @@ func TestSettingsEverywhere(t *testing.T) {
 				t.Errorf("file key %s: %v", s.key(), err)
 			}
 			args := append([]string{"--" + s.name + "=" + v}, minimal...)
+			e := env{s.env(): v, "AUTHZ_ISSUER": "https://i.example.com", "AUTHZ_AUDIENCE": "a"}
+			for _, o := range with[s.name] {
+				args = append(args, "--"+o+"="+sample[o])
+				e[setting{name: o}.env()] = sample[o]
+			}
 			if _, err := Load(args, env{}.lookup, io.Discard); err != nil {
 				t.Errorf("flag --%s=%s: %v", s.name, v, err)
 			}
-			e := env{s.env(): v, "AUTHZ_ISSUER": "https://i.example.com", "AUTHZ_AUDIENCE": "a"}
 			if _, err := Load(nil, e.lookup, io.Discard); err != nil {
 				t.Errorf("variable %s=%s: %v", s.env(), v, err)
 			}
@@ -852,6 +874,28 @@ func TestLoadSingleProviderPerSetting(t *testing.T) {
 			cfg := load(t, append([]string{"--config", path}, tc.args...), tc.env)
 			if got, want := cfg.Providers[0].Audiences, []string{"file-api"}; !reflect.DeepEqual(got, want) {
 				t.Errorf("audiences = %q, want %q from the file", got, want)
+			}
+		})
+	}
+}
+
+func TestLoadTLSPairs(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string // "" for no error
+	}{
+		{name: "cert without key", args: []string{"--tls-cert-file=/c"}, want: "go together"},
+		{name: "key without cert", args: []string{"--tls-key-file=/k"}, want: "go together"},
+		{name: "client CA without server cert", args: []string{"--tls-client-ca-file=/ca"}, want: "mutual TLS needs"},
+		{name: "server TLS", args: []string{"--tls-cert-file=/c", "--tls-key-file=/k"}},
+		{name: "mutual TLS", args: []string{"--tls-cert-file=/c", "--tls-key-file=/k", "--tls-client-ca-file=/ca"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Load(append(tc.args, minimal...), env{}.lookup, io.Discard)
+			if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+				t.Errorf("Load = %v, want error containing %q", err, tc.want)
 			}
 		})
 	}

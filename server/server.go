@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
@@ -45,10 +46,8 @@ type Options struct {
 // headers are bounded well below the proxies' own limits, and slow clients
 // are cut off.
 const (
-	maxHeaderBytes    = 64 << 10
+	maxHeaderBytes    = 64 << 10 // admin listener
 	readHeaderTimeout = 5 * time.Second
-	maxRecvMsgBytes   = 1 << 20
-	maxStreams        = 1024
 )
 
 // Server is one running ext_authz process.
@@ -75,7 +74,15 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	cfg = withDefaults(cfg)
 	s := &Server{cfg: cfg, opts: opts, log: opts.Logger, health: health.NewServer()}
+	if opts.HTTPClient == nil && cfg.JWKSCAFile != "" {
+		c, err := jwksClient(cfg.JWKSCAFile)
+		if err != nil {
+			return nil, err
+		}
+		opts.HTTPClient = c
+	}
 	var fetchObs fetchObserver
 	providers := make([]authz.Provider, 0, len(cfg.Providers))
 	for _, p := range cfg.Providers {
@@ -127,6 +134,25 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	s.authz = a
 	s.updateHealth()
 	return s, nil
+}
+
+// withDefaults returns a copy of cfg whose zero listener bounds are set to
+// the documented defaults, for callers that build a config.Config by hand.
+func withDefaults(cfg *config.Config) *config.Config {
+	c := *cfg
+	if c.GRPCMaxRecvBytes <= 0 {
+		c.GRPCMaxRecvBytes = 1 << 20
+	}
+	if c.GRPCMaxStreams <= 0 {
+		c.GRPCMaxStreams = 1024
+	}
+	if c.HTTPMaxHeaderBytes <= 0 {
+		c.HTTPMaxHeaderBytes = 64 << 10
+	}
+	if c.HTTPReadTimeout <= 0 {
+		c.HTTPReadTimeout = 10 * time.Second
+	}
+	return &c
 }
 
 // skew maps the config's "0 means none" onto authz's "0 means default".
@@ -203,24 +229,45 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	}
 
-	gs := grpc.NewServer(
-		grpc.MaxRecvMsgSize(maxRecvMsgBytes),
+	var tlsCfg *certReloader
+	if s.cfg.TLSCertFile != "" {
+		// Loaded at start so that a bad certificate stops the server at once.
+		tlsCfg, err = newCertReloader(s.cfg.TLSCertFile, s.cfg.TLSKeyFile, s.cfg.TLSClientCAFile, s.log, s.opts.Now)
+		if err != nil {
+			grpcLis.Close()
+			httpLis.Close()
+			adminLis.Close()
+			return err
+		}
+	}
+
+	grpcOpts := []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(s.cfg.GRPCMaxRecvBytes),
 		// Envoy multiplexes every check of a worker onto one HTTP/2
 		// connection: the stream limit must be far above the default 100.
-		grpc.MaxConcurrentStreams(maxStreams),
+		grpc.MaxConcurrentStreams(uint32(s.cfg.GRPCMaxStreams)),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-	)
+	}
+	if tlsCfg != nil {
+		grpcOpts = append(grpcOpts, grpc.Creds(credentials.NewTLS(tlsCfg.config("h2"))))
+	}
+	gs := grpc.NewServer(grpcOpts...)
 	authv3.RegisterAuthorizationServer(gs, s.authz)
 	healthpb.RegisterHealthServer(gs, s.health)
 
 	hs := &http.Server{
 		Handler:           s.authz,
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       10 * time.Second,
+		ReadHeaderTimeout: min(readHeaderTimeout, s.cfg.HTTPReadTimeout),
+		ReadTimeout:       s.cfg.HTTPReadTimeout,
 		WriteTimeout:      10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    maxHeaderBytes,
+		MaxHeaderBytes:    s.cfg.HTTPMaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	serveHTTP := func() error { return hs.Serve(httpLis) }
+	if tlsCfg != nil {
+		hs.TLSConfig = tlsCfg.config("h2", "http/1.1")
+		serveHTTP = func() error { return hs.ServeTLS(httpLis, "", "") }
 	}
 	as := &http.Server{
 		Handler:           s.adminMux(),
@@ -231,7 +278,8 @@ func (s *Server) Run(ctx context.Context) error {
 
 	s.log.LogAttrs(ctx, slog.LevelInfo, "extauthz listening",
 		slog.String("grpc", grpcLis.Addr().String()), slog.String("http", httpLis.Addr().String()),
-		slog.String("admin", adminLis.Addr().String()), slog.Int("providers", len(s.caches)))
+		slog.String("admin", adminLis.Addr().String()), slog.Int("providers", len(s.caches)),
+		slog.Bool("tls", tlsCfg != nil), slog.Bool("mtls", s.cfg.TLSClientCAFile != ""))
 
 	cacheCtx, stopCaches := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopCaches()
@@ -242,7 +290,7 @@ func (s *Server) Run(ctx context.Context) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return ignoreClosed(gs.Serve(grpcLis)) })
-	g.Go(func() error { return ignoreClosed(hs.Serve(httpLis)) })
+	g.Go(func() error { return ignoreClosed(serveHTTP()) })
 	g.Go(func() error { return ignoreClosed(as.Serve(adminLis)) })
 	g.Go(func() error {
 		<-gctx.Done()

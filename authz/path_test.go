@@ -247,6 +247,8 @@ func FuzzPolicy(f *testing.F) {
 		"/public/%252e%252e/admin", "/public/%25252e%25252e/admin", "/public/..;/admin", `/public\..\admin`,
 		"//public", "/public//../admin", "public/x", "http://h/public/../admin", "/public#/../admin",
 		"/public/%2525252e%2525252e/admin", "/x/..%2Fadmin", "/public/.%2e/secret", "/static/../admin",
+		`/0\0/%2e%252e/admin`, `/public/a\b/%252e%252e/%252e%252e/protected`, "/admin;%2F..%2Fpublic",
+		"/public;%2F..%2F..%2Fadmin/x", "/public/my%20doc.pdf", "/.well-known/x",
 	} {
 		f.Add(s)
 	}

@@ -935,6 +935,8 @@ func TestNew(t *testing.T) {
 		{name: "header naming no claim", mutate: func(c *Config) { c.ClaimHeaders = map[string]string{"x-jwt-sub": ""} }, wantErr: "claim"},
 		{name: "headers colliding by case", mutate: func(c *Config) { c.ClaimHeaders = map[string]string{"X-User": "sub", "x-user": "email"} }, wantErr: "collide"},
 		{name: "headers colliding by underscore", mutate: func(c *Config) { c.ClaimHeaders = map[string]string{"x-jwt-sub": "sub", "x_jwt_sub": "email"} }, wantErr: "collide"},
+		{name: "forward-auth source pinned", mutate: func(c *Config) { c.ForwardAuthSource = SourceForwarded }},
+		{name: "unknown forward-auth source", mutate: func(c *Config) { c.ForwardAuthSource = "X-Original-URI" }, wantErr: "source"},
 		{name: "realm with a quote", mutate: func(c *Config) { c.Realm = `a"b` }, wantErr: "realm"},
 		{name: "realm with a backslash", mutate: func(c *Config) { c.Realm = `a\b` }, wantErr: "realm"},
 		{name: "realm with a newline", mutate: func(c *Config) { c.Realm = "a\nb" }, wantErr: "realm"},

@@ -537,7 +537,7 @@ func (s *Server) deny(r Reason, scopes []string) Decision {
 // reason, the provider, the kid (bounded) and the path (bounded).
 func (s *Server) record(ctx context.Context, r Request, d Decision, v verified, elapsed time.Duration) {
 	if s.obs != nil {
-		s.obs.ObserveCheck(d.Provider, d.Reason, elapsed)
+		s.obs.ObserveCheck(ctx, d.Provider, d.Reason, elapsed)
 	}
 	level := slog.LevelInfo
 	msg := "check denied"

@@ -812,7 +812,7 @@ type recordingObserver struct {
 	obs []observation
 }
 
-func (o *recordingObserver) ObserveCheck(provider string, reason Reason, d time.Duration) {
+func (o *recordingObserver) ObserveCheck(_ context.Context, provider string, reason Reason, d time.Duration) {
 	if d < 0 {
 		panic("negative duration")
 	}

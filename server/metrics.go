@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"math"
 	"time"
 
@@ -51,7 +52,7 @@ func newMetrics(caches []*jwks.Cache, now func() time.Time) *metrics {
 }
 
 // ObserveCheck implements authz.Observer.
-func (m *metrics) ObserveCheck(provider string, reason authz.Reason, d time.Duration) {
+func (m *metrics) ObserveCheck(_ context.Context, provider string, reason authz.Reason, d time.Duration) {
 	result := "deny"
 	if reason.Allow() {
 		result = "allow"

@@ -31,6 +31,10 @@ type step struct {
 	// ("" means no claim headers at all). Checked on what the tap recorded
 	// and, for .../headers paths, on the backend's own echo.
 	wantSub string
+	// knownIssue maps a front to a reported, not yet fixed, defect this
+	// step shows there: the step's problems on that front skip the subtest
+	// with the issue and the evidence instead of failing it.
+	knownIssue map[string]string
 }
 
 var reqSeq atomic.Int64
@@ -48,46 +52,57 @@ func (st step) run(ctx context.Context, t *testing.T, s *stack, f *front) {
 	if err != nil {
 		t.Fatalf("GET %s: %v", st.path, err)
 	}
+	var probs []string
+	problem := func(format string, args ...any) { probs = append(probs, fmt.Sprintf(format, args...)) }
 	ok2xx := r.status >= 200 && r.status < 300
 	switch {
 	case st.want != 0 && r.status != st.want:
-		t.Errorf("GET %s: status %d, want %d; body %s", st.path, r.status, st.want, snippet(r.body))
+		problem("GET %s: status %d, want %d; body %s", st.path, r.status, st.want, snippet(r.body))
 	case st.want == 0 && ok2xx:
-		t.Errorf("GET %s: status %d, want a denial; body %s", st.path, r.status, snippet(r.body))
+		problem("GET %s: status %d, want a denial; body %s", st.path, r.status, snippet(r.body))
 	case st.want == 0:
 		t.Logf("GET %s: denied with %d", st.path, r.status)
 	}
 	for _, c := range st.wantChallenge {
 		if got := r.header.Get("WWW-Authenticate"); !strings.Contains(got, c) {
-			t.Errorf("WWW-Authenticate = %q, want it to contain %q", got, c)
+			problem("WWW-Authenticate = %q, want it to contain %q", got, c)
 		}
 	}
 	if st.wantBody != "" && (ok2xx || f.denyBody) && !sameJSON(r.body, st.wantBody) {
-		t.Errorf("body = %s, want %s", snippet(r.body), st.wantBody)
+		problem("body = %s, want %s", snippet(r.body), st.wantBody)
 	}
 
 	seen, reached := s.tap.seen(id)
 	switch {
 	case !ok2xx && reached:
-		t.Errorf("GET %s was denied with %d but reached the backend", st.path, r.status)
+		problem("GET %s was denied with %d but reached the backend", st.path, r.status)
 	case ok2xx && !reached:
-		t.Errorf("GET %s: %d without reaching the backend", st.path, r.status)
+		problem("GET %s: %d without reaching the backend", st.path, r.status)
 	}
-	if !reached {
+	if reached {
+		for _, p := range claimProblems(seen, st.wantSub) {
+			problem("the backend received: %s", p)
+		}
+		if strings.HasSuffix(st.path, "/headers") && ok2xx {
+			var echo map[string][]string
+			if err := json.Unmarshal(r.body, &echo); err != nil {
+				problem("backend echo: %v: %s", err, snippet(r.body))
+			}
+			for _, p := range claimProblems(echo, st.wantSub) {
+				problem("the backend echoed: %s", p)
+			}
+		}
+	}
+	if len(probs) == 0 {
+		if issue, ok := st.knownIssue[f.name]; ok {
+			t.Logf("known issue no longer shows on %s; drop it from the step: %s", f.name, issue)
+		}
 		return
 	}
-	for _, p := range claimProblems(seen, st.wantSub) {
-		t.Errorf("the backend received: %s", p)
+	if issue, ok := st.knownIssue[f.name]; ok {
+		t.Skipf("KNOWN ISSUE on %s: %s\n%s", f.name, issue, strings.Join(probs, "\n"))
 	}
-	if strings.HasSuffix(st.path, "/headers") && ok2xx {
-		var echo map[string][]string
-		if err := json.Unmarshal(r.body, &echo); err != nil {
-			t.Fatalf("backend echo: %v: %s", err, snippet(r.body))
-		}
-		for _, p := range claimProblems(echo, st.wantSub) {
-			t.Errorf("the backend echoed: %s", p)
-		}
-	}
+	t.Error(strings.Join(probs, "\n"))
 }
 
 // TestGuide runs the guide's flow through every front: a token from the
@@ -204,6 +219,17 @@ func TestGuide(t *testing.T) {
 			want: http.StatusUnauthorized, wantBody: missing},
 		{name: "spoofed claims on admin with demo token", path: "/admin", auth: "Bearer " + demo, header: spoof,
 			want: http.StatusForbidden},
+
+		// Connection names hop-by-hop headers, which a proxy removes before
+		// forwarding; naming the claim headers must not strip the verified
+		// values on the way to the backend (the class Traefik fixed for its
+		// forward auth in traefik/traefik#8319).
+		{name: "Connection naming the claim headers", path: "/protected/headers", auth: "Bearer " + demo,
+			header: http.Header{"Connection": {"keep-alive, X-Jwt-Sub, X-Jwt-Payload"}}, want: http.StatusOK, wantSub: "demo-client",
+			knownIssue: map[string]string{"caddy": "Caddy's reverse_proxy drops the headers a client's Connection header " +
+				"names after forward auth has set them: the request is allowed but reaches the backend without its " +
+				"verified claim headers. deploy/caddy could delete Connection (request_header -Connection) before " +
+				"forward auth, at the cost of WebSocket upgrades on that route"}},
 
 		// The original URI is the front's to tell, never the client's.
 		{name: "spoofed original URI without token", path: "/protected/headers", header: origin,

@@ -17,7 +17,8 @@
 // /public without a token; /protected with and without one; a bad signature;
 // the admin scope; a token that really expires at the issuer; client-sent
 // claim headers (x-jwt-sub in several spellings, x_jwt_sub, a forged
-// x-jwt-payload, X-Original-URI) never reaching the backend; key rotation at
+// x-jwt-payload, X-Original-URI) never reaching the backend, and a
+// Connection header never stripping the verified ones; key rotation at
 // the issuer while traffic flows (no request may fail); the issuer down
 // (cached keys keep working, /readyz stays 200); and the ext_authz server
 // killed (every front fails closed and the backend sees nothing).

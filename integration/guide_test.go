@@ -231,6 +231,11 @@ func TestGuide(t *testing.T) {
 				"verified claim headers. deploy/caddy could delete Connection (request_header -Connection) before " +
 				"forward auth, at the cost of WebSocket upgrades on that route"}},
 
+		// Nor may it strip what tells the check which path it is checking.
+		{name: "Connection naming the original URI headers", path: "/admin", auth: "Bearer " + demo,
+			header: http.Header{"Connection": {"X-Forwarded-Uri, X-Forwarded-Method, X-Original-URI, X-Original-Method"}},
+			want:   http.StatusForbidden},
+
 		// The original URI is the front's to tell, never the client's.
 		{name: "spoofed original URI without token", path: "/protected/headers", header: origin,
 			want: http.StatusUnauthorized, wantBody: missing},

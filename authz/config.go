@@ -52,6 +52,9 @@ type Rule struct {
 	Scopes []string
 }
 
+// DefaultTokenCacheSize is the default bound of the verified-token cache.
+const DefaultTokenCacheSize = 10_000
+
 // The forward-auth sources of the original request.
 const (
 	// SourceAuto uses X-Original-URI/-Method, else X-Forwarded-Uri/-Method,
@@ -97,6 +100,10 @@ type Config struct {
 	Realm string
 	// MaxTokenBytes bounds the bearer token. Defaults to 8 KiB.
 	MaxTokenBytes int
+	// TokenCacheSize bounds the verified-token cache, in tokens (failed
+	// verifications get a separate cache a quarter of the size). Defaults to
+	// [DefaultTokenCacheSize]; negative disables the cache.
+	TokenCacheSize int
 	// ForwardAuthSource says where the HTTP forward-auth check reads the
 	// original request's method and URI: [SourceAuto] (the default),
 	// [SourceOriginal], [SourceForwarded] or [SourceRequest]. Pin it to the

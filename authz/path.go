@@ -232,10 +232,18 @@ func (r *rule) matches(p string) bool {
 	return p == r.path || strings.HasPrefix(p, r.path) && p[len(r.path)] == '/'
 }
 
+// MaxSlowPathBytes bounds a path (query excluded) that needs more than one
+// reading (escapes, dot segments, backslashes, parameters, repeated
+// slashes): every reading is a pass over it, so such a path is refused (414)
+// above this size rather than read dozens of times. Plain paths are read
+// once and are not bounded here (the proxy bounds them).
+const MaxSlowPathBytes = 4 << 10
+
 // policy is what the rules ask of one request.
 type policy struct {
-	public bool
-	scopes []string // all required
+	tooLong bool // refused: see MaxSlowPathBytes
+	public  bool
+	scopes  []string // all required
 }
 
 // policyFor matches target against the rules (first match wins, per
@@ -243,6 +251,9 @@ type policy struct {
 // if every reading is, and the scopes of every reading's rule are required.
 func policyFor(rules []rule, target string) policy {
 	vs, ok := variants(target)
+	if vs == nil {
+		return policy{tooLong: true}
+	}
 	if len(vs) == 1 && ok {
 		if r := firstMatch(rules, vs[0]); r != nil {
 			return policy{public: r.public, scopes: r.scopes}
@@ -283,7 +294,8 @@ func firstMatch(rules []rule, p string) *rule {
 // after; backslashes as characters or as slashes; repeated slashes kept or
 // merged; dot segments resolved. ok is false when the target is in doubt
 // (no leading slash, a control character, a broken escape, escapes left
-// after three decodings): such a target is never public. A plain target,
+// after three decodings): such a target is never public. out is nil when a
+// target that needs several readings is longer than MaxSlowPathBytes. A plain target,
 // the common case, has one reading and costs one scan.
 func variants(target string) (out []string, ok bool) {
 	if i := strings.IndexByte(target, '?'); i >= 0 {
@@ -293,10 +305,21 @@ func variants(target string) (out []string, ok bool) {
 		strings.HasPrefix(target, "/") {
 		return []string{target}, validChars(target)
 	}
+	if len(target) > MaxSlowPathBytes {
+		return nil, false
+	}
 	ok = true
+	// Readings are deduplicated before dot segments are resolved, the
+	// costly step, and dimensions that cannot change anything are skipped:
+	// a hostile path costs a bounded number of linear passes.
+	seen := make(map[string]bool, 16)
 	add := func(p string) {
-		if !contains(out, p) {
-			out = append(out, p)
+		if seen[p] {
+			return
+		}
+		seen[p] = true
+		if r := resolveDots(p); !contains(out, r) {
+			out = append(out, r)
 		}
 	}
 	frags := []string{target}
@@ -317,8 +340,12 @@ func variants(target string) (out []string, ok bool) {
 		ok = ok && validChars(f)
 		strict, good := decodeUnreserved(f)
 		ok = ok && good
-		add(resolveDots(strict))
-		for _, params := range []int{keepParams, dropBefore, dropAfter} {
+		add(strict)
+		paramModes := []int{keepParams}
+		if strings.Contains(f, ";") || strings.Contains(f, "%") {
+			paramModes = []int{keepParams, dropBefore, dropAfter}
+		}
+		for _, params := range paramModes {
 			g := f
 			if params == dropBefore {
 				g = dropParams(g)
@@ -329,6 +356,9 @@ func variants(target string) (out []string, ok bool) {
 					d, _ = decodeUnreserved(g)
 				} else {
 					d = decodeOnce(g)
+					if d == g && level > 1 {
+						break // nothing left to decode
+					}
 					if level == 3 && strings.Contains(d, "%") && decodeOnce(d) != d {
 						ok = false // still encoded: no backend decodes so often
 					}
@@ -337,9 +367,15 @@ func variants(target string) (out []string, ok bool) {
 				if params == dropAfter {
 					d = dropParams(d)
 				}
-				for _, x := range []string{d, strings.ReplaceAll(d, `\`, "/")} {
-					add(resolveDots(x))
-					add(resolveDots(collapseSlashes(x)))
+				xs := []string{d}
+				if strings.Contains(d, `\`) {
+					xs = append(xs, strings.ReplaceAll(d, `\`, "/"))
+				}
+				for _, x := range xs {
+					add(x)
+					if strings.Contains(x, "//") {
+						add(collapseSlashes(x))
+					}
 				}
 			}
 		}

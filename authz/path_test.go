@@ -255,6 +255,12 @@ func FuzzPolicy(f *testing.F) {
 	rules := mustCompile(f, policyRules)
 	f.Fuzz(func(t *testing.T, target string) {
 		pol := policyFor(rules, target) // must not panic
+		if pol.tooLong {
+			if pol.public || len(target) <= MaxSlowPathBytes {
+				t.Fatalf("policyFor(%q): refused as too long but public %v, length %d", target, pol.public, len(target))
+			}
+			return // the request is refused outright
+		}
 		for _, br := range backendReadings(target) {
 			p := br.path
 			r := firstRule(rules, p)

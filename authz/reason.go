@@ -17,6 +17,7 @@ const (
 	MissingToken      Reason = "missing_token"      // no Authorization header, or not a Bearer one
 	InvalidRequest    Reason = "invalid_request"    // several Authorization headers or tokens
 	AmbiguousRequest  Reason = "ambiguous_request"  // forward-auth headers that disagree on the original request
+	PathTooLong       Reason = "path_too_long"      // an escaped or dotted path over MaxSlowPathBytes
 	TokenTooLarge     Reason = "token_too_large"    // over Config.MaxTokenBytes
 	Malformed         Reason = "malformed"          // not a JWS compact token
 	BadAlgorithm      Reason = "bad_algorithm"      // alg not allowed for the provider
@@ -33,7 +34,7 @@ const (
 )
 
 // Reasons lists every Reason, for metrics that want all label values.
-var Reasons = []Reason{Allowed, Public, MissingToken, InvalidRequest, AmbiguousRequest, TokenTooLarge, Malformed,
+var Reasons = []Reason{Allowed, Public, MissingToken, InvalidRequest, AmbiguousRequest, PathTooLong, TokenTooLarge, Malformed,
 	BadAlgorithm, BadSignature, UnknownKID, UnknownIssuer, WrongAudience, Expired, NotYetValid,
 	InvalidClaims, InsufficientScope, KeysUnavailable, Internal}
 
@@ -52,6 +53,7 @@ var outcomes = map[Reason]outcome{
 	MissingToken:      {http.StatusUnauthorized, codes.Unauthenticated, "Missing or invalid Authorization header", ""},
 	InvalidRequest:    {http.StatusUnauthorized, codes.Unauthenticated, "Multiple Authorization headers or tokens", "invalid_request"},
 	AmbiguousRequest:  {http.StatusBadRequest, codes.InvalidArgument, "Conflicting original-request headers", ""},
+	PathTooLong:       {http.StatusRequestURITooLong, codes.InvalidArgument, "Request path is too long to check", ""},
 	TokenTooLarge:     {http.StatusUnauthorized, codes.Unauthenticated, "Token is too large", "invalid_token"},
 	Malformed:         {http.StatusUnauthorized, codes.Unauthenticated, "Token is malformed", "invalid_token"},
 	BadAlgorithm:      {http.StatusUnauthorized, codes.Unauthenticated, "The specified alg value is not allowed", "invalid_token"},

@@ -2,6 +2,7 @@ package authz
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,17 +25,20 @@ import (
 type Server struct {
 	authv3.UnimplementedAuthorizationServer
 
-	providers    map[string]*provider // by issuer
-	parser       *jwt.Parser
-	algs         []string // every provider's algorithms
-	rules        []rule
-	claimHeaders []claimHeader // sorted by name
-	realm        string
-	maxToken     int
-	source       string // forward-auth source of the original request
-	log          *slog.Logger
-	obs          Observer
-	now          func() time.Time
+	providers       map[string]*provider // by issuer
+	parser          *jwt.Parser
+	algs            []string // every provider's algorithms
+	rules           []rule
+	claimHeaders    []claimHeader // sorted by name
+	allClaimHeaders []string      // their names, sorted: what an anonymous request removes
+	skew            time.Duration
+	cache           *tokenCache // nil when disabled
+	realm           string
+	maxToken        int
+	source          string // forward-auth source of the original request
+	log             *slog.Logger
+	obs             Observer
+	now             func() time.Time
 }
 
 var _ authv3.AuthorizationServer = (*Server)(nil)
@@ -169,8 +173,23 @@ func New(cfg Config) (*Server, error) {
 		s.claimHeaders = append(s.claimHeaders, claimHeader{name: name, claim: c})
 	}
 	slices.SortFunc(s.claimHeaders, func(a, b claimHeader) int { return strings.Compare(a.name, b.name) })
+	for _, h := range s.claimHeaders {
+		s.allClaimHeaders = append(s.allClaimHeaders, h.name)
+	}
+	s.skew = skew
+	if cfg.TokenCacheSize >= 0 {
+		size := cfg.TokenCacheSize
+		if size == 0 {
+			size = DefaultTokenCacheSize
+		}
+		s.cache = newTokenCache(size)
+	}
 	return s, nil
 }
+
+// CacheStats returns the verified-token cache's counters (zero when the
+// cache is disabled).
+func (s *Server) CacheStats() CacheStats { return s.cache.stats() }
 
 // Request is what a decision needs of one HTTP request.
 type Request struct {
@@ -218,6 +237,11 @@ func (d Decision) Status() int { return d.Reason.Status() }
 func (s *Server) Decide(ctx context.Context, r Request) Decision {
 	start := time.Now()
 	pol := policyFor(s.rules, r.Path)
+	if pol.tooLong {
+		d := s.deny(PathTooLong, nil)
+		s.record(ctx, r, d, verified{}, time.Since(start))
+		return d
+	}
 	v := s.verifyRequest(ctx, r)
 
 	var d Decision
@@ -251,6 +275,11 @@ type verified struct {
 	payload  string // base64url payload segment as in the token
 	kid      string // for logs
 	err      error  // for logs
+	// The configured claim headers rendered from the claims (sorted), and
+	// the configured ones without a value: computed once per verification,
+	// so cached tokens reuse them.
+	headers []Header
+	missing []string
 }
 
 func (s *Server) verifyRequest(ctx context.Context, r Request) verified {
@@ -296,7 +325,24 @@ var (
 )
 
 func (s *Server) verify(ctx context.Context, raw string) verified {
-	var v verified
+	if s.cache == nil {
+		v, _, _, _ := s.verifyToken(ctx, raw)
+		return v
+	}
+	key := sha256.Sum256([]byte(raw))
+	if v, ok := s.cache.get(ctx, key, s.now()); ok {
+		return v
+	}
+	v, keys, version, verifier := s.verifyToken(ctx, raw)
+	s.cache.put(key, v, keys, version, verifier, s.skew)
+	return v
+}
+
+// verifyToken verifies the token's signature and claims. It also returns, for
+// the cache, the key source that was asked for the key, the version of its
+// key set before it was asked (keys is nil when the source cannot be
+// cached), and what it answered.
+func (s *Server) verifyToken(ctx context.Context, raw string) (v verified, keys versionedKeys, version uint64, verifier any) {
 	claims := jwt.MapClaims{}
 	var prov *provider
 	t, err := s.parser.ParseWithClaims(raw, claims, func(t *jwt.Token) (any, error) {
@@ -318,7 +364,14 @@ func (s *Server) verify(ctx context.Context, raw string) verified {
 		}
 		prov = p
 		v.provider = p.name
-		return p.keys.Key(ctx, t)
+		if vk, ok := p.keys.(versionedKeys); ok {
+			// Read before the lookup: a set replaced meanwhile makes the
+			// entry re-check its kid, never the reverse.
+			keys, version = vk, vk.Version()
+		}
+		k, err := p.keys.Key(ctx, t)
+		verifier = k
+		return k, err
 	})
 	if err == nil {
 		err = prov.validator.Validate(claims)
@@ -328,11 +381,12 @@ func (s *Server) verify(ctx context.Context, raw string) verified {
 		if v.reason != Malformed && t != nil && !slices.Contains(s.algs, algOf(t)) {
 			v.reason = BadAlgorithm
 		}
-		return v
+		return v, keys, version, verifier
 	}
 	v.reason, v.claims = Allowed, claims
 	v.payload = payloadSegment(raw)
-	return v
+	v.headers, v.missing = s.renderClaimHeaders(v)
+	return v, keys, version, verifier
 }
 
 func algOf(t *jwt.Token) string {
@@ -408,30 +462,48 @@ func hasScopes(claims jwt.MapClaims, required []string) bool {
 	return true
 }
 
-// claimHeadersFor computes the headers to set and remove upstream. Every
-// configured claim header is in exactly one of the two lists; look-alike
-// request headers (x_jwt_sub for x-jwt-sub, x-user for x_user) are removed.
-// Header names are case-insensitive, so a spelling that differs from a
-// configured name only in case is that header, handled by the first loop,
-// and is never removed (that would remove the value just set).
-func (s *Server) claimHeadersFor(v verified, requestHeaders []string) (set []Header, remove []string) {
+// renderClaimHeaders renders the configured claim headers from a verified
+// token: the ones with a value, sorted by name, and the names of the others.
+func (s *Server) renderClaimHeaders(v verified) (set []Header, missing []string) {
 	for _, h := range s.claimHeaders {
 		if val, ok := v.claimValue(h.claim); ok {
 			set = append(set, Header{Name: h.name, Value: val})
 		} else {
-			remove = append(remove, h.name)
+			missing = append(missing, h.name)
 		}
 	}
+	return set, missing
+}
+
+// claimHeadersFor computes the headers to set and remove upstream. Every
+// configured claim header is in exactly one of the two lists; look-alike
+// request headers (x_jwt_sub for x-jwt-sub, x-user for x_user) are removed.
+// Header names are case-insensitive, so a spelling that differs from a
+// configured name only in case is that header, handled by the first list,
+// and is never removed (that would remove the value just set). v is a
+// verified token, or the zero value for an anonymous request.
+func (s *Server) claimHeadersFor(v verified, requestHeaders []string) (set []Header, remove []string) {
+	set, remove = v.headers, v.missing
+	if v.reason != Allowed {
+		set, remove = nil, s.allClaimHeaders
+	}
+	cloned := false
 	for _, name := range requestHeaders {
 		n := strings.ToLower(name)
 		canon := strings.ReplaceAll(n, "_", "-")
 		for _, h := range s.claimHeaders {
 			if n != h.name && strings.ReplaceAll(h.name, "_", "-") == canon && !slices.Contains(remove, n) {
+				if !cloned {
+					// set and remove are shared with the cache entry.
+					remove, cloned = slices.Clone(remove), true
+				}
 				remove = append(remove, n)
 			}
 		}
 	}
-	slices.Sort(remove)
+	if cloned {
+		slices.Sort(remove)
+	}
 	return set, remove
 }
 

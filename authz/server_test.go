@@ -269,7 +269,7 @@ func TestDenials(t *testing.T) {
 }
 
 func TestReasonTable(t *testing.T) {
-	all := []Reason{Allowed, Public, MissingToken, InvalidRequest, AmbiguousRequest, TokenTooLarge, Malformed, BadAlgorithm,
+	all := []Reason{Allowed, Public, MissingToken, InvalidRequest, AmbiguousRequest, PathTooLong, TokenTooLarge, Malformed, BadAlgorithm,
 		BadSignature, UnknownKID, UnknownIssuer, WrongAudience, Expired, NotYetValid, InvalidClaims,
 		InsufficientScope, KeysUnavailable, Internal}
 	if !sameSet(reasonStrings(Reasons), reasonStrings(all)) || len(Reasons) != len(all) {
@@ -291,6 +291,8 @@ func TestReasonTable(t *testing.T) {
 				wantStatus, wantCode = 503, codes.Unavailable
 			case AmbiguousRequest:
 				wantStatus, wantCode = 400, codes.InvalidArgument
+			case PathTooLong:
+				wantStatus, wantCode = 414, codes.InvalidArgument
 			case Internal:
 				wantStatus, wantCode = 500, codes.Internal
 			default:

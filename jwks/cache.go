@@ -2,6 +2,7 @@ package jwks
 
 import (
 	"context"
+	"crypto"
 	"errors"
 	"fmt"
 	"io"
@@ -182,8 +183,22 @@ func (c *Cache) Status() Status {
 
 // HasKey reports whether the current key set holds a key with this kid.
 func (c *Cache) HasKey(ctx context.Context, kid string) bool {
-	_, err := c.store.KeyRead(ctx, kid)
-	return err == nil
+	_, ok := c.PublicKey(ctx, kid)
+	return ok
+}
+
+// PublicKey returns the public key the current set lists under kid. It never
+// fetches.
+func (c *Cache) PublicKey(ctx context.Context, kid string) (crypto.PublicKey, bool) {
+	jwk, err := c.store.KeyRead(ctx, kid)
+	if err != nil {
+		return nil, false
+	}
+	key := jwk.Key()
+	if pk, ok := key.(interface{ Public() crypto.PublicKey }); ok {
+		key = pk.Public()
+	}
+	return key, true
 }
 
 // Keyfunc returns a jwt.Keyfunc bound to ctx: it finds the key for a token's

@@ -1,0 +1,174 @@
+package authz
+
+import (
+	"context"
+	"crypto"
+	"crypto/sha256"
+	"sync/atomic"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/maypok86/otter/v2"
+)
+
+// versionedKeys is what a KeySource offers so that verification results can
+// be cached: a version that changes whenever the key set is replaced, and a
+// lookup of a kid in the current set. *jwks.Cache implements it. A KeySource
+// without it is never cached.
+type versionedKeys interface {
+	Version() uint64
+	PublicKey(ctx context.Context, kid string) (crypto.PublicKey, bool)
+}
+
+// tokenCache remembers verification results by the SHA-256 of the token, so
+// that a token seen again costs a hash and a lookup instead of an RSA
+// verification. Only the signature and claim verification is cached: rules
+// and scopes are evaluated on every request.
+//
+// An entry is used only inside the token's validity window (nbf and iat
+// minus the skew, exp plus the skew), and only while the key that verified it
+// is still in its provider's key set: when the set is replaced, the kid is
+// looked up again and the entry dropped unless the very same key is still
+// listed under it (entries of tokens without a kid, and failures, are
+// dropped on every replacement).
+//
+// Failures that cost an RSA verification and cannot turn into a success by
+// themselves (bad signature under the same key set, expired, wrong audience,
+// invalid claims, disallowed algorithm) are kept in a separate, smaller
+// cache, so that a client retrying an expired token, or a flood of one forged
+// token, costs a hash; a flood of distinct tokens cannot evict the positive
+// entries. Unknown kids and missing key sets are never cached.
+//
+// The SHA-256 key is collision resistant, so one token can never be answered
+// with another's result.
+type tokenCache struct {
+	pos, neg              *otter.Cache[[sha256.Size]byte, *cacheEntry]
+	hits, misses, negHits atomic.Uint64
+}
+
+// cacheEntry is an immutable cached result.
+type cacheEntry struct {
+	v          verified
+	keys       versionedKeys // nil for results that do not depend on the key set
+	keyVersion uint64
+	key        crypto.PublicKey // the key that verified a success
+	notBefore  time.Time        // zero: no lower bound
+	expires    time.Time        // zero: no upper bound (negative entries)
+}
+
+// CacheStats counts the token cache's lookups.
+type CacheStats struct {
+	Hits         uint64 // verified tokens answered from the cache
+	NegativeHits uint64 // failed tokens answered from the cache
+	Misses       uint64 // tokens verified (signature checked)
+	Entries      int    // results held now, positive and negative
+}
+
+func newTokenCache(size int) *tokenCache {
+	if size <= 0 {
+		return nil
+	}
+	expiry := otter.ExpiryWritingFunc(func(e otter.Entry[[sha256.Size]byte, *cacheEntry]) time.Duration {
+		if e.Value.expires.IsZero() {
+			return 24 * time.Hour // negative entries fall out by size long before
+		}
+		return max(time.Until(e.Value.expires), time.Second)
+	})
+	neg := max(size/4, 16)
+	return &tokenCache{
+		pos: otter.Must(&otter.Options[[sha256.Size]byte, *cacheEntry]{MaximumSize: size, ExpiryCalculator: expiry}),
+		neg: otter.Must(&otter.Options[[sha256.Size]byte, *cacheEntry]{MaximumSize: neg, ExpiryCalculator: expiry}),
+	}
+}
+
+func (c *tokenCache) stats() CacheStats {
+	if c == nil {
+		return CacheStats{}
+	}
+	return CacheStats{Hits: c.hits.Load(), NegativeHits: c.negHits.Load(), Misses: c.misses.Load(),
+		Entries: c.pos.EstimatedSize() + c.neg.EstimatedSize()}
+}
+
+// get returns the cached result for the token, if one is usable now.
+func (c *tokenCache) get(ctx context.Context, key [sha256.Size]byte, now time.Time) (verified, bool) {
+	if e, ok := c.pos.GetIfPresent(key); ok {
+		if c.usable(ctx, c.pos, key, e, now) {
+			c.hits.Add(1)
+			return e.v, true
+		}
+	} else if e, ok := c.neg.GetIfPresent(key); ok {
+		if c.usable(ctx, c.neg, key, e, now) {
+			c.negHits.Add(1)
+			return e.v, true
+		}
+	}
+	c.misses.Add(1)
+	return verified{}, false
+}
+
+func (c *tokenCache) usable(ctx context.Context, cache *otter.Cache[[sha256.Size]byte, *cacheEntry], key [sha256.Size]byte, e *cacheEntry, now time.Time) bool {
+	if !e.notBefore.IsZero() && now.Before(e.notBefore) || !e.expires.IsZero() && !now.Before(e.expires) {
+		cache.Invalidate(key)
+		return false
+	}
+	if e.keys == nil {
+		return true
+	}
+	ver := e.keys.Version()
+	if ver == e.keyVersion {
+		return true
+	}
+	// The key set was replaced since: a success stands only if the key
+	// that verified it is still listed under its kid. Either way the entry
+	// is rewritten or dropped, so the lookup happens once per replacement.
+	if e.v.reason != Allowed || e.v.kid == "" || !sameKey(ctx, e) {
+		cache.Invalidate(key)
+		return false
+	}
+	fresh := *e
+	fresh.keyVersion = ver
+	cache.Set(key, &fresh)
+	return true
+}
+
+func sameKey(ctx context.Context, e *cacheEntry) bool {
+	cur, ok := e.keys.PublicKey(ctx, e.v.kid)
+	if !ok {
+		return false
+	}
+	k, ok := e.key.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && k.Equal(cur)
+}
+
+// put caches a verification result when it is cacheable. verifier is the key
+// that verified a success (nil when unknown: a key set was tried).
+func (c *tokenCache) put(key [sha256.Size]byte, v verified, keys versionedKeys, keyVersion uint64, verifier any, skew time.Duration) {
+	switch v.reason {
+	case Allowed:
+		if keys == nil {
+			return
+		}
+		e := &cacheEntry{v: v, keys: keys, keyVersion: keyVersion}
+		if pk, ok := verifier.(crypto.PublicKey); ok && v.kid != "" {
+			e.key = pk
+		}
+		exp, err := v.claims.GetExpirationTime()
+		if err != nil || exp == nil {
+			return // cannot happen: exp is required; never cache without a bound
+		}
+		e.expires = exp.Add(skew)
+		for _, get := range []func() (*jwt.NumericDate, error){v.claims.GetNotBefore, v.claims.GetIssuedAt} {
+			if t, err := get(); err == nil && t != nil && t.Add(-skew).After(e.notBefore) {
+				e.notBefore = t.Add(-skew)
+			}
+		}
+		c.pos.Set(key, e)
+	case BadSignature:
+		if keys == nil {
+			return
+		}
+		c.neg.Set(key, &cacheEntry{v: v, keys: keys, keyVersion: keyVersion})
+	case Expired, WrongAudience, InvalidClaims, BadAlgorithm:
+		c.neg.Set(key, &cacheEntry{v: v})
+	}
+}

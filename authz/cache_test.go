@@ -1,0 +1,305 @@
+package authz
+
+import (
+	"context"
+	"crypto"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// versionedKeys wraps fakeKeys with a key-set version and a kid lookup, as
+// *jwks.Cache offers, so that results are cached.
+type versionedFake struct {
+	*fakeKeys
+	mu      sync.Mutex
+	version atomic.Uint64
+	hasKey  atomic.Int64
+}
+
+func (v *versionedFake) Version() uint64 { return v.version.Load() }
+
+func (v *versionedFake) PublicKey(_ context.Context, kid string) (crypto.PublicKey, bool) {
+	v.hasKey.Add(1)
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	k, ok := v.keys[kid]
+	return k, ok
+}
+
+// replace lists another key under kid and bumps the version.
+func (v *versionedFake) replace(kid string, key any) {
+	v.mu.Lock()
+	v.keys[kid] = key
+	v.mu.Unlock()
+	v.version.Add(1)
+}
+
+// withdraw removes a key and bumps the version, as a refresh that no longer
+// lists it would. (Tests call it between checks, never during one.)
+func (v *versionedFake) withdraw(kid string) {
+	v.keys = v.keysCopyLocked(kid)
+	v.version.Add(1)
+}
+
+func (v *versionedFake) keysCopyLocked(drop string) map[string]any {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	m := make(map[string]any, len(v.keys))
+	for k, key := range v.keys {
+		if k != drop {
+			m[k] = key
+		}
+	}
+	return m
+}
+
+// cacheWorld is a world whose provider A is cacheable, with a movable clock.
+type cacheWorld struct {
+	srv  *Server
+	keys *versionedFake
+	now  atomic.Pointer[time.Time]
+}
+
+func newCacheWorld(t testing.TB, mutate func(*Config)) *cacheWorld {
+	t.Helper()
+	k := testKeys()
+	w := &cacheWorld{keys: &versionedFake{fakeKeys: newFakeKeys(kidA, &k.keyA.PublicKey)}}
+	start := testNow
+	w.now.Store(&start)
+	cfg := baseConfig(w.keys, newFakeKeys(kidB, &k.keyB.PublicKey))
+	cfg.Now = func() time.Time { return *w.now.Load() }
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	srv, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.srv = srv
+	return w
+}
+
+func (w *cacheWorld) advance(d time.Duration) {
+	n := w.now.Load().Add(d)
+	w.now.Store(&n)
+}
+
+func (w *cacheWorld) decide(t testing.TB, path, token string) Decision {
+	t.Helper()
+	return w.srv.Decide(context.Background(), Request{Method: "GET", Path: path, Authorization: bearer(token)})
+}
+
+func TestTokenCache(t *testing.T) {
+	valid := mint(t, tokenSpec{})
+	t.Run("second check is a hit and skips the key lookup", func(t *testing.T) {
+		w := newCacheWorld(t, nil)
+		for i := range 3 {
+			if d := w.decide(t, "/protected", valid); d.Reason != Allowed {
+				t.Fatalf("check %d: %s", i, d.Reason)
+			}
+		}
+		if got := w.keys.calls.Load(); got != 1 {
+			t.Errorf("key lookups = %d, want 1", got)
+		}
+		st := w.srv.CacheStats()
+		if st.Hits != 2 || st.Misses != 1 || st.Entries < 1 {
+			t.Errorf("stats = %+v, want 2 hits, 1 miss", st)
+		}
+	})
+	t.Run("rules are evaluated on every hit", func(t *testing.T) {
+		w := newCacheWorld(t, nil)
+		if d := w.decide(t, "/protected", valid); d.Reason != Allowed {
+			t.Fatal(d.Reason)
+		}
+		if d := w.decide(t, "/admin", valid); d.Reason != InsufficientScope {
+			t.Errorf("cached token on /admin = %s, want insufficient_scope", d.Reason)
+		}
+		if d := w.decide(t, "/public", valid); d.Reason != Public || len(d.Headers) == 0 {
+			t.Errorf("cached token on /public = %s with %d headers, want public with claim headers", d.Reason, len(d.Headers))
+		}
+	})
+	t.Run("never served past exp plus the skew", func(t *testing.T) {
+		w := newCacheWorld(t, nil)
+		short := mint(t, tokenSpec{claims: with(claimsA(), "exp", testNow.Add(time.Minute).Unix())})
+		if d := w.decide(t, "/protected", short); d.Reason != Allowed {
+			t.Fatal(d.Reason)
+		}
+		w.advance(time.Minute + 59*time.Second) // inside the 60s skew
+		if d := w.decide(t, "/protected", short); d.Reason != Allowed {
+			t.Fatalf("inside the skew: %s", d.Reason)
+		}
+		w.advance(2 * time.Second) // past exp + skew
+		if d := w.decide(t, "/protected", short); d.Reason != Expired {
+			t.Errorf("past exp+skew: %s, want expired", d.Reason)
+		}
+	})
+	t.Run("a withdrawn key stops working at the next refresh", func(t *testing.T) {
+		w := newCacheWorld(t, nil)
+		if d := w.decide(t, "/protected", valid); d.Reason != Allowed {
+			t.Fatal(d.Reason)
+		}
+		w.keys.withdraw(kidA)
+		if d := w.decide(t, "/protected", valid); d.Reason != UnknownKID {
+			t.Errorf("after withdrawal: %s, want unknown_kid", d.Reason)
+		}
+	})
+	t.Run("a refresh that keeps the key keeps the entry", func(t *testing.T) {
+		w := newCacheWorld(t, nil)
+		w.decide(t, "/protected", valid)
+		w.keys.version.Add(1) // replaced, same keys
+		for range 3 {
+			if d := w.decide(t, "/protected", valid); d.Reason != Allowed {
+				t.Fatal(d.Reason)
+			}
+		}
+		if got := w.keys.calls.Load(); got != 1 {
+			t.Errorf("key lookups = %d, want 1 (entry kept)", got)
+		}
+		if got := w.keys.hasKey.Load(); got != 1 {
+			t.Errorf("kid re-checks = %d, want 1 (once per replacement)", got)
+		}
+	})
+	t.Run("a kid now naming another key drops the entry", func(t *testing.T) {
+		w := newCacheWorld(t, nil)
+		w.decide(t, "/protected", valid)
+		w.keys.replace(kidA, &testKeys().keyEvil.PublicKey)
+		if d := w.decide(t, "/protected", valid); d.Reason != BadSignature {
+			t.Errorf("kid re-keyed: %s, want bad_signature", d.Reason)
+		}
+	})
+	t.Run("expired tokens are remembered as failures", func(t *testing.T) {
+		w := newCacheWorld(t, nil)
+		expired := mint(t, tokenSpec{claims: with(claimsA(), "exp", testNow.Add(-time.Hour).Unix())})
+		for range 3 {
+			if d := w.decide(t, "/protected", expired); d.Reason != Expired {
+				t.Fatal(d.Reason)
+			}
+		}
+		if got := w.keys.calls.Load(); got != 1 {
+			t.Errorf("key lookups = %d, want 1", got)
+		}
+		if st := w.srv.CacheStats(); st.NegativeHits != 2 {
+			t.Errorf("negative hits = %d, want 2", st.NegativeHits)
+		}
+	})
+	t.Run("a bad signature is re-checked after a key set change", func(t *testing.T) {
+		w := newCacheWorld(t, nil)
+		forged := mint(t, tokenSpec{key: testKeys().keyEvil})
+		w.decide(t, "/protected", forged)
+		w.decide(t, "/protected", forged)
+		if got := w.keys.calls.Load(); got != 1 {
+			t.Fatalf("key lookups = %d, want 1", got)
+		}
+		w.keys.version.Add(1)
+		if d := w.decide(t, "/protected", forged); d.Reason != BadSignature {
+			t.Fatal(d.Reason)
+		}
+		if got := w.keys.calls.Load(); got != 2 {
+			t.Errorf("key lookups = %d, want 2 (re-verified after the change)", got)
+		}
+	})
+	t.Run("unknown kids and missing key sets are not cached", func(t *testing.T) {
+		w := newCacheWorld(t, nil)
+		unknown := mint(t, tokenSpec{kid: "nope"})
+		w.decide(t, "/protected", unknown)
+		w.decide(t, "/protected", unknown)
+		w.keys.notReady.Store(true)
+		w.decide(t, "/protected", valid)
+		w.decide(t, "/protected", valid)
+		if got := w.keys.calls.Load(); got != 4 {
+			t.Errorf("key lookups = %d, want 4 (nothing cached)", got)
+		}
+	})
+	t.Run("disabled", func(t *testing.T) {
+		w := newCacheWorld(t, func(c *Config) { c.TokenCacheSize = -1 })
+		w.decide(t, "/protected", valid)
+		w.decide(t, "/protected", valid)
+		if got := w.keys.calls.Load(); got != 2 {
+			t.Errorf("key lookups = %d, want 2", got)
+		}
+		if st := w.srv.CacheStats(); st != (CacheStats{}) {
+			t.Errorf("stats = %+v, want zero", st)
+		}
+	})
+	t.Run("a source without versions is never cached as a success", func(t *testing.T) {
+		w := newWorld(t, nil) // plain fakeKeys
+		w.srv.Decide(context.Background(), Request{Path: "/protected", Authorization: bearer(valid)})
+		w.srv.Decide(context.Background(), Request{Path: "/protected", Authorization: bearer(valid)})
+		if got := w.keysA.calls.Load(); got != 2 {
+			t.Errorf("key lookups = %d, want 2", got)
+		}
+	})
+	t.Run("bounded", func(t *testing.T) {
+		w := newCacheWorld(t, func(c *Config) { c.TokenCacheSize = 16 })
+		for i := range 200 {
+			tok := mint(t, tokenSpec{claims: with(claimsA(), "jti", i)})
+			w.decide(t, "/protected", tok)
+		}
+		w.srv.cache.pos.CleanUp()
+		w.srv.cache.neg.CleanUp()
+		if n := w.srv.CacheStats().Entries; n > 16+16 {
+			t.Errorf("entries = %d, want at most the bounds (16 + 16)", n)
+		}
+	})
+}
+
+func TestTokenCacheConcurrent(t *testing.T) {
+	w := newCacheWorld(t, nil)
+	tokens := []string{mint(t, tokenSpec{}), mint(t, tokenSpec{key: testKeys().keyEvil}),
+		mint(t, tokenSpec{claims: with(claimsA(), "exp", testNow.Add(-time.Hour).Unix())})}
+	want := []Reason{Allowed, BadSignature, Expired}
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range 200 {
+				j := (g + i) % len(tokens)
+				if i%50 == 0 && g == 0 {
+					w.keys.version.Add(1)
+				}
+				if d := w.srv.Decide(context.Background(), Request{Path: "/protected", Authorization: bearer(tokens[j])}); d.Reason != want[j] {
+					t.Errorf("token %d: %s, want %s", j, d.Reason, want[j])
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// BenchmarkDecideCache measures an allow answered from the cache (the same
+// token again) and one that misses it (a different token every time, so the
+// RSA verification, the hashing and the insertion are all paid).
+func BenchmarkDecideCache(b *testing.B) {
+	tokens := make([]string, 1024)
+	for i := range tokens {
+		tokens[i] = mint(b, tokenSpec{claims: with(claimsA(), "jti", i)})
+	}
+	for _, bc := range []struct {
+		name   string
+		size   int
+		spread int
+	}{
+		{name: "hit", size: DefaultTokenCacheSize, spread: 1},
+		{name: "miss", size: 16, spread: len(tokens)},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			w := newCacheWorld(b, func(c *Config) { c.TokenCacheSize = bc.size })
+			ctx := context.Background()
+			reqs := make([]Request, bc.spread)
+			for i := range reqs {
+				reqs[i] = Request{Method: "GET", Path: "/protected/items?page=2", Authorization: bearer(tokens[i]), HeaderNames: envoyHeaderNames}
+			}
+			if d := w.srv.Decide(ctx, reqs[0]); d.Reason != Allowed {
+				b.Fatal(d.Reason)
+			}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				w.srv.Decide(ctx, reqs[i%len(reqs)])
+				i++
+			}
+		})
+	}
+}

@@ -35,6 +35,7 @@ type Config struct {
 	JWKSMaxKeys            int
 	ClockSkew              time.Duration
 	MaxTokenBytes          int
+	TokenCacheSize         int // 0 disables the cache
 	Realm                  string
 	ForwardAuthSource      string
 	ShutdownGrace          time.Duration
@@ -125,6 +126,7 @@ var settings = []setting{
 	{"jwks-max-keys", "100", "largest number of keys accepted in one JWKS"},
 	{"clock-skew", "60s", "leeway for exp, nbf and iat"},
 	{"max-token-bytes", "8192", "largest bearer token accepted, in bytes"},
+	{"token-cache-size", "10000", "verified tokens remembered (by SHA-256) so a repeat costs no RSA verification; 0 disables"},
 	{"realm", "extauthz", "realm of the WWW-Authenticate challenge"},
 	{"forward-auth-source", "auto", "where the HTTP check reads the original request: auto, x-original (nginx), x-forwarded (Caddy, Traefik) or request (Envoy HTTP mode)"},
 	{"tls-cert-file", "", "PEM certificate for TLS on the gRPC and HTTP check listeners (reloaded when the file changes)"},
@@ -162,6 +164,7 @@ type fileConfig struct {
 	JWKSMaxKeys            *int           `yaml:"jwks_max_keys"`
 	ClockSkew              *time.Duration `yaml:"clock_skew"`
 	MaxTokenBytes          *int           `yaml:"max_token_bytes"`
+	TokenCacheSize         *int           `yaml:"token_cache_size"`
 	Realm                  *string        `yaml:"realm"`
 	ForwardAuthSource      *string        `yaml:"forward_auth_source"`
 	ShutdownGrace          *time.Duration `yaml:"shutdown_grace"`
@@ -308,6 +311,14 @@ func Load(args []string, env Lookup, usage io.Writer) (*Config, error) {
 		}
 		return d
 	}
+	count := func(name string, fromFile *string) int64 {
+		v, src := get(name, fromFile)
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 || n > 1<<30 {
+			errs = append(errs, fmt.Errorf("%s: %q is not a whole number from 0 to 2^30", src, v))
+		}
+		return n
+	}
 	num := func(name string, fromFile *string) int64 {
 		v, src := get(name, fromFile)
 		n, err := strconv.ParseInt(v, 10, 64)
@@ -329,6 +340,7 @@ func Load(args []string, env Lookup, usage io.Writer) (*Config, error) {
 	cfg.JWKSMaxBytes = num("jwks-max-bytes", int64Str(file.JWKSMaxBytes))
 	cfg.JWKSMaxKeys = int(num("jwks-max-keys", intStr(file.JWKSMaxKeys)))
 	cfg.MaxTokenBytes = int(num("max-token-bytes", intStr(file.MaxTokenBytes)))
+	cfg.TokenCacheSize = int(count("token-cache-size", intStr(file.TokenCacheSize)))
 	cfg.Realm = str("realm", file.Realm)
 	cfg.TLSCertFile = str("tls-cert-file", file.TLSCertFile)
 	cfg.TLSKeyFile = str("tls-key-file", file.TLSKeyFile)

@@ -39,6 +39,7 @@ type Config struct {
 	Realm                  string
 	ForwardAuthSource      string
 	ShutdownGrace          time.Duration
+	ConfigWatchInterval    time.Duration // 0: the file is not watched
 
 	TLSCertFile     string
 	TLSKeyFile      string
@@ -138,6 +139,7 @@ var settings = []setting{
 	{"http-max-header-bytes", "65536", "largest request header block on the HTTP check listener, in bytes"},
 	{"http-read-timeout", "10s", "time to read a whole request on the HTTP check listener"},
 	{"shutdown-grace", "10s", "how long in-flight checks may take to finish on SIGTERM"},
+	{"config-watch-interval", "5s", "how often the config file is checked for changes, which are reloaded (as on SIGHUP); 0 disables the watch"},
 	{"log-level", "info", "debug, info, warn or error"},
 	{"log-format", "json", "json or text"},
 }
@@ -168,6 +170,7 @@ type fileConfig struct {
 	Realm                  *string        `yaml:"realm"`
 	ForwardAuthSource      *string        `yaml:"forward_auth_source"`
 	ShutdownGrace          *time.Duration `yaml:"shutdown_grace"`
+	ConfigWatchInterval    *time.Duration `yaml:"config_watch_interval"`
 	TLSCertFile            *string        `yaml:"tls_cert_file"`
 	TLSKeyFile             *string        `yaml:"tls_key_file"`
 	TLSClientCAFile        *string        `yaml:"tls_client_ca_file"`
@@ -337,6 +340,7 @@ func Load(args []string, env Lookup, usage io.Writer) (*Config, error) {
 	cfg.JWKSUnknownKIDWait = dur("jwks-unknown-kid-wait", file.JWKSUnknownKIDWait, false)
 	cfg.ClockSkew = dur("clock-skew", file.ClockSkew, true)
 	cfg.ShutdownGrace = dur("shutdown-grace", file.ShutdownGrace, true)
+	cfg.ConfigWatchInterval = dur("config-watch-interval", file.ConfigWatchInterval, true)
 	cfg.JWKSMaxBytes = num("jwks-max-bytes", int64Str(file.JWKSMaxBytes))
 	cfg.JWKSMaxKeys = int(num("jwks-max-keys", intStr(file.JWKSMaxKeys)))
 	cfg.MaxTokenBytes = int(num("max-token-bytes", intStr(file.MaxTokenBytes)))

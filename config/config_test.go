@@ -71,6 +71,7 @@ func TestLoadDefaults(t *testing.T) {
 		Realm:                  "extauthz",
 		ForwardAuthSource:      "auto",
 		ShutdownGrace:          10 * time.Second,
+		ConfigWatchInterval:    5 * time.Second,
 		GRPCMaxRecvBytes:       1 << 20,
 		GRPCMaxStreams:         1024,
 		HTTPMaxHeaderBytes:     64 << 10,
@@ -612,6 +613,7 @@ func TestLoadInvalidValues(t *testing.T) {
 		{name: "duration flag", args: []string{"--clock-skew", "a minute"}, wants: []string{"--clock-skew", "a minute"}},
 		{name: "duration variable", env: env{"AUTHZ_JWKS_REFRESH_INTERVAL": "0"}, wants: []string{"AUTHZ_JWKS_REFRESH_INTERVAL"}},
 		{name: "negative duration", args: []string{"--shutdown-grace=-1s"}, wants: []string{"--shutdown-grace"}},
+		{name: "negative watch interval", env: env{"AUTHZ_CONFIG_WATCH_INTERVAL": "-5s"}, wants: []string{"AUTHZ_CONFIG_WATCH_INTERVAL"}},
 		{name: "zero fetch timeout", args: []string{"--jwks-fetch-timeout", "0s"}, wants: []string{"--jwks-fetch-timeout"}},
 		{name: "zero unknown-kid wait", args: []string{"--jwks-unknown-kid-wait", "0s"}, wants: []string{"--jwks-unknown-kid-wait"}},
 		{name: "negative number", args: []string{"--jwks-max-bytes", "-1"}, wants: []string{"--jwks-max-bytes", "-1"}},
@@ -652,9 +654,9 @@ func TestLoadInvalidValues(t *testing.T) {
 }
 
 func TestLoadAllowsZeroSkewAndGrace(t *testing.T) {
-	cfg := load(t, append([]string{"--clock-skew", "0s", "--shutdown-grace", "0s"}, minimal...), nil)
-	if cfg.ClockSkew != 0 || cfg.ShutdownGrace != 0 {
-		t.Errorf("clock skew, shutdown grace = %v, %v; want 0, 0", cfg.ClockSkew, cfg.ShutdownGrace)
+	cfg := load(t, append([]string{"--clock-skew", "0s", "--shutdown-grace", "0s", "--config-watch-interval", "0"}, minimal...), nil)
+	if cfg.ClockSkew != 0 || cfg.ShutdownGrace != 0 || cfg.ConfigWatchInterval != 0 {
+		t.Errorf("clock skew, shutdown grace, watch interval = %v, %v, %v; want 0, 0, 0", cfg.ClockSkew, cfg.ShutdownGrace, cfg.ConfigWatchInterval)
 	}
 }
 
@@ -736,6 +738,7 @@ func TestLoadFullFile(t *testing.T) {
 		Realm:                  "api",
 		ForwardAuthSource:      "auto",
 		ShutdownGrace:          3 * time.Second,
+		ConfigWatchInterval:    5 * time.Second,
 		GRPCMaxRecvBytes:       1 << 20,
 		GRPCMaxStreams:         1024,
 		HTTPMaxHeaderBytes:     64 << 10,

@@ -56,7 +56,7 @@ func TestUpdateHealthConcurrent(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	var caches sync.WaitGroup
 	defer func() { cancel(); caches.Wait() }()
-	for _, c := range s.caches {
+	for _, c := range s.gen.Load().caches {
 		caches.Go(func() { _ = c.Run(ctx) })
 	}
 	deadline := time.Now().Add(20 * time.Second)

@@ -241,18 +241,23 @@ func listen(t *testing.T) net.Listener {
 	return l
 }
 
-// start runs a server for cfg until the test ends (or h.stop).
-func start(t *testing.T, cfg *config.Config) *harness {
+// start runs a server for cfg until the test ends (or h.stop). opts adjust
+// the Options.
+func start(t *testing.T, cfg *config.Config, opts ...func(*server.Options)) *harness {
 	t.Helper()
 	h := &harness{t: t, logs: &syncBuffer{}, done: make(chan error, 1)}
 	gl, hl, al := listen(t), listen(t), listen(t)
 	h.grpcAddr, h.httpAddr, h.adminAddr = gl.Addr().String(), hl.Addr().String(), al.Addr().String()
 	logger := slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	srv, err := server.New(cfg, server.Options{
+	o := server.Options{
 		Logger:       logger,
 		GRPCListener: gl, HTTPListener: hl, AdminListener: al,
 		Ready: func() { h.readyCalls.Add(1) },
-	})
+	}
+	for _, f := range opts {
+		f(&o)
+	}
+	srv, err := server.New(cfg, o)
 	if err != nil {
 		t.Fatalf("server.New = %v", err)
 	}

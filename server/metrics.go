@@ -21,9 +21,13 @@ type metrics struct {
 	latency   *prometheus.HistogramVec
 	fetches   *prometheus.CounterVec
 	fetchTime *prometheus.HistogramVec
+
+	reloads        *prometheus.CounterVec
+	lastReloadOK   prometheus.Gauge
+	lastReloadTime prometheus.Gauge
 }
 
-func newMetrics(caches []*jwks.Cache, now func() time.Time) *metrics {
+func newMetrics(caches func() []*jwks.Cache, tokenCache func() authz.CacheStats, now func() time.Time) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		checks: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -44,10 +48,26 @@ func newMetrics(caches []*jwks.Cache, now func() time.Time) *metrics {
 			Help:    "Duration of JWKS fetches by provider.",
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 12),
 		}, []string{"provider"}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "extauthz_config_reloads_total",
+			Help: "Configuration reloads (SIGHUP or a changed config file) by result: success, or error when the new configuration was refused and the previous one kept.",
+		}, []string{"result"}),
+		lastReloadOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "extauthz_config_last_reload_successful",
+			Help: "1 if the latest configuration load (at start or reload) succeeded, 0 if it was refused.",
+		}),
+		lastReloadTime: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "extauthz_config_last_reload_success_timestamp_seconds",
+			Help: "Unix time of the latest successful configuration load (the start, then each accepted reload).",
+		}),
 	}
-	m.reg.MustRegister(m.checks, m.latency, m.fetches, m.fetchTime,
+	// Both results exist from the start, so that rate() and alerts see a
+	// series before the first reload.
+	m.reloads.WithLabelValues("success")
+	m.reloads.WithLabelValues("error")
+	m.reg.MustRegister(m.checks, m.latency, m.fetches, m.fetchTime, m.reloads, m.lastReloadOK, m.lastReloadTime,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		&cacheCollector{caches: caches, now: now})
+		&cacheCollector{caches: caches, now: now}, tokenCacheCollector(tokenCache))
 	return m
 }
 
@@ -59,6 +79,22 @@ func (m *metrics) ObserveCheck(_ context.Context, provider string, reason authz.
 	}
 	m.checks.WithLabelValues(provider, string(reason), result).Inc()
 	m.latency.WithLabelValues(result).Observe(d.Seconds())
+}
+
+// reloaded records a configuration load: the initial one (counted as no
+// reload) or a reload.
+func (m *metrics) reloaded(at time.Time, initial bool) {
+	if !initial {
+		m.reloads.WithLabelValues("success").Inc()
+	}
+	m.lastReloadOK.Set(1)
+	m.lastReloadTime.Set(float64(at.UnixNano()) / 1e9)
+}
+
+// reloadFailed records a refused reload.
+func (m *metrics) reloadFailed() {
+	m.reloads.WithLabelValues("error").Inc()
+	m.lastReloadOK.Set(0)
 }
 
 // ObserveFetch implements jwks.Observer.
@@ -73,7 +109,7 @@ func (m *metrics) ObserveFetch(provider string, err error, d time.Duration, _ in
 
 // cacheCollector reports each cache's state at scrape time.
 type cacheCollector struct {
-	caches []*jwks.Cache
+	caches func() []*jwks.Cache // of the generation in force
 	now    func() time.Time
 }
 
@@ -93,7 +129,7 @@ func (c *cacheCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
-	for _, cache := range c.caches {
+	for _, cache := range c.caches() {
 		st := cache.Status()
 		name := cache.Name()
 		age := math.Inf(1)
@@ -112,4 +148,29 @@ func b2f(b bool) float64 {
 		return 1
 	}
 	return 0
+}
+
+var (
+	descTokenLookups = prometheus.NewDesc("extauthz_token_cache_lookups_total",
+		"Verified-token cache lookups by result: hit (a verified token answered without an RSA verification), negative_hit (a failed token answered from the cache), miss (the token was verified).",
+		[]string{"result"}, nil)
+	descTokenEntries = prometheus.NewDesc("extauthz_token_cache_entries", "Verification results held in the token cache, positive and negative.", nil, nil)
+)
+
+// tokenCacheCollector reports the verified-token cache's counters at scrape
+// time. stats sums every generation's cache, so that the counters do not
+// restart when a reload builds a new cache.
+type tokenCacheCollector func() authz.CacheStats
+
+func (tokenCacheCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descTokenLookups
+	ch <- descTokenEntries
+}
+
+func (stats tokenCacheCollector) Collect(ch chan<- prometheus.Metric) {
+	st := stats()
+	ch <- prometheus.MustNewConstMetric(descTokenLookups, prometheus.CounterValue, float64(st.Hits), "hit")
+	ch <- prometheus.MustNewConstMetric(descTokenLookups, prometheus.CounterValue, float64(st.NegativeHits), "negative_hit")
+	ch <- prometheus.MustNewConstMetric(descTokenLookups, prometheus.CounterValue, float64(st.Misses), "miss")
+	ch <- prometheus.MustNewConstMetric(descTokenEntries, prometheus.GaugeValue, float64(st.Entries))
 }

@@ -9,11 +9,15 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -40,6 +44,21 @@ type Options struct {
 	Now func() time.Time
 	// Ready, when set, is called once every provider's key set has loaded.
 	Ready func()
+
+	// Load, when set, enables reloading: it is called on every reload
+	// trigger and must build the configuration the way the process did at
+	// start (the same flags and environment, the config file read anew).
+	// Nil means the configuration given to New is never replaced.
+	Load func() (*config.Config, error)
+	// Reload triggers a reload whenever it receives (cmd/extauthz sends on
+	// SIGHUP). Nil means only the file watch triggers reloads.
+	Reload <-chan struct{}
+	// LogLevel, when set, is the level of Logger's handler: a reload sets it
+	// to the new config's log_level. Nil means the level needs a restart.
+	LogLevel *slog.LevelVar
+	// TracerProvider makes the spans of each check (see [TracerProvider]).
+	// Nil means no tracing, at no cost per check.
+	TracerProvider trace.TracerProvider
 }
 
 // Limits of the listeners. The check endpoints serve a proxy, not browsers:
@@ -52,18 +71,44 @@ const (
 
 // Server is one running ext_authz process.
 type Server struct {
-	cfg     *config.Config
+	cfg     *config.Config // the configuration at start: listeners and their limits
 	opts    Options
 	log     *slog.Logger
-	caches  []*jwks.Cache
-	authz   *authz.Server
 	metrics *metrics
 	health  *health.Server
+	tracing *tracing // nil when Options.TracerProvider is nil
+
+	// gen is the configuration in force: its key caches and the decision
+	// built on them. Every check dereferences it once (acquire), so a reload
+	// swaps it atomically while checks keep running on the one they took.
+	gen atomic.Pointer[generation]
+
+	// fetchObs receives the fetches of every cache of every generation.
+	fetchObs fetchObserver
+
+	// statsMu guards retiring and retiredStats: the token cache counters of
+	// generations replaced by reloads, so that the metrics never go back.
+	statsMu      sync.Mutex
+	retiring     []*generation // replaced, checks may still run on them
+	retiredStats authz.CacheStats
 
 	// healthMu serializes updateHealth: each provider's cache calls it from
 	// its own goroutine, and an evaluation made before another provider
 	// loaded must not overwrite SERVING, nor Ready be called twice.
 	healthMu sync.Mutex
+}
+
+// generation is one loaded configuration.
+type generation struct {
+	cfg    *config.Config
+	caches []*jwks.Cache
+	authz  *authz.Server
+	// keys holds each cache's identity (cacheKey), so that the next
+	// generation can take over the caches whose settings did not change.
+	keys map[cacheKey]*jwks.Cache
+	// inflight counts the checks running on this generation; a reload
+	// waits for it to drop to zero before it stops the caches it removed.
+	inflight atomic.Int64
 }
 
 // New builds the caches and the decision from cfg. It does no I/O.
@@ -76,42 +121,71 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	}
 	cfg = withDefaults(cfg)
 	s := &Server{cfg: cfg, opts: opts, log: opts.Logger, health: health.NewServer()}
-	if opts.HTTPClient == nil && cfg.JWKSCAFile != "" {
-		c, err := jwksClient(cfg.JWKSCAFile)
-		if err != nil {
-			return nil, err
-		}
-		opts.HTTPClient = c
+	if opts.TracerProvider != nil {
+		s.tracing = newTracing(opts.TracerProvider)
 	}
-	var fetchObs fetchObserver
+	s.metrics = newMetrics(func() []*jwks.Cache { return s.gen.Load().caches }, s.tokenCacheStats, opts.Now)
+	s.fetchObs = fetchObserver{next: s.metrics, onFetch: s.updateHealth}
+	g, _, err := s.build(cfg, nil)
+	if err != nil {
+		return nil, err
+	}
+	s.gen.Store(g)
+	s.metrics.reloaded(opts.Now(), true)
+	s.updateHealth()
+	return s, nil
+}
+
+// build makes a generation for cfg: the caches of prev whose settings are
+// unchanged are taken over (their key sets stay loaded and refreshing), the
+// others are new and returned in fresh, not yet running. It does no network
+// I/O.
+func (s *Server) build(cfg *config.Config, prev *generation) (g *generation, fresh []*jwks.Cache, err error) {
+	client := s.opts.HTTPClient
+	g = &generation{cfg: cfg, keys: make(map[cacheKey]*jwks.Cache, len(cfg.Providers))}
 	providers := make([]authz.Provider, 0, len(cfg.Providers))
 	for _, p := range cfg.Providers {
-		c, err := jwks.New(jwks.Config{
-			Name:               p.Name,
-			URL:                p.JWKSURL,
-			Algorithms:         p.Algorithms,
-			Client:             opts.HTTPClient,
-			RefreshInterval:    cfg.JWKSRefreshInterval,
-			MinRefreshInterval: cfg.JWKSMinRefreshInterval,
-			FetchTimeout:       cfg.JWKSFetchTimeout,
-			UnknownKIDWait:     cfg.JWKSUnknownKIDWait,
-			MaxBodyBytes:       cfg.JWKSMaxBytes,
-			MaxKeys:            cfg.JWKSMaxKeys,
-			Logger:             s.log,
-			Observer:           &fetchObs,
-			Now:                opts.Now,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("provider %s: %w", p.Name, err)
+		k := keyOf(cfg, p)
+		c := prev.cache(k)
+		if c == nil {
+			c = g.keys[k]
 		}
-		s.caches = append(s.caches, c)
+		if c == nil {
+			if client == nil && cfg.JWKSCAFile != "" {
+				if client, err = jwksClient(cfg.JWKSCAFile); err != nil {
+					return nil, nil, err
+				}
+			}
+			c, err = jwks.New(jwks.Config{
+				Name:               p.Name,
+				URL:                p.JWKSURL,
+				Algorithms:         p.Algorithms,
+				Client:             client,
+				RefreshInterval:    cfg.JWKSRefreshInterval,
+				MinRefreshInterval: cfg.JWKSMinRefreshInterval,
+				FetchTimeout:       cfg.JWKSFetchTimeout,
+				UnknownKIDWait:     cfg.JWKSUnknownKIDWait,
+				MaxBodyBytes:       cfg.JWKSMaxBytes,
+				MaxKeys:            cfg.JWKSMaxKeys,
+				Logger:             s.log,
+				Observer:           &s.fetchObs,
+				Now:                s.opts.Now,
+			})
+			if err != nil {
+				return nil, nil, fmt.Errorf("provider %s: %w", p.Name, err)
+			}
+			fresh = append(fresh, c)
+		}
+		if shared, ok := g.keys[k]; ok {
+			c = shared // two providers of one key set (and one name)
+		} else {
+			g.keys[k] = c
+			g.caches = append(g.caches, c)
+		}
 		providers = append(providers, authz.Provider{
 			Name: p.Name, Issuer: p.Issuer, Audiences: p.Audiences, Algorithms: p.Algorithms, Keys: c,
 		})
 	}
-	s.metrics = newMetrics(s.caches, opts.Now)
-	fetchObs.next = s.metrics
-	fetchObs.onFetch = s.updateHealth
 	rules := make([]authz.Rule, len(cfg.Rules))
 	for i, r := range cfg.Rules {
 		rules[i] = authz.Rule(r)
@@ -123,18 +197,110 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		ClockSkew:         skew(cfg.ClockSkew),
 		Realm:             cfg.Realm,
 		MaxTokenBytes:     cfg.MaxTokenBytes,
+		TokenCacheSize:    tokenCacheSize(cfg.TokenCacheSize),
 		ForwardAuthSource: cfg.ForwardAuthSource,
 		Logger:            s.log,
-		Observer:          s.metrics,
-		Now:               opts.Now,
+		Observer:          checkObserver{m: s.metrics},
+		Now:               s.opts.Now,
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	s.authz = a
-	s.updateHealth()
-	return s, nil
+	g.authz = a
+	return g, fresh, nil
 }
+
+// tokenCacheSize maps the config's "0 disables" onto authz's "negative
+// disables".
+func tokenCacheSize(n int) int {
+	if n <= 0 {
+		return -1
+	}
+	return n
+}
+
+// tokenCacheStats sums the token cache counters of the generation in force,
+// of the generations being retired and of those retired.
+func (s *Server) tokenCacheStats() authz.CacheStats {
+	s.statsMu.Lock()
+	defer s.statsMu.Unlock()
+	sum := s.retiredStats
+	gens := append([]*generation{s.gen.Load()}, s.retiring...)
+	for _, g := range gens {
+		st := g.authz.CacheStats()
+		sum.Hits += st.Hits
+		sum.NegativeHits += st.NegativeHits
+		sum.Misses += st.Misses
+		sum.Entries += st.Entries
+	}
+	return sum
+}
+
+// retire moves g's counters into the retired sum, once no check runs on it.
+func (s *Server) retire(g *generation) {
+	s.statsMu.Lock()
+	defer s.statsMu.Unlock()
+	st := g.authz.CacheStats()
+	s.retiredStats.Hits += st.Hits
+	s.retiredStats.NegativeHits += st.NegativeHits
+	s.retiredStats.Misses += st.Misses
+	s.retiring = slices.DeleteFunc(s.retiring, func(o *generation) bool { return o == g })
+}
+
+// cacheKey is what makes a key cache: two providers with equal keys can
+// share one, so a reload that leaves them unchanged keeps the loaded keys
+// (no refetch, no readiness dip).
+type cacheKey struct {
+	name, url, algs, caFile                    string
+	refresh, minRefresh, fetchTimeout, kidWait time.Duration
+	maxBytes                                   int64
+	maxKeys                                    int
+}
+
+func keyOf(cfg *config.Config, p config.Provider) cacheKey {
+	return cacheKey{
+		name: p.Name, url: p.JWKSURL, algs: strings.Join(p.Algorithms, ","), caFile: cfg.JWKSCAFile,
+		refresh: cfg.JWKSRefreshInterval, minRefresh: cfg.JWKSMinRefreshInterval,
+		fetchTimeout: cfg.JWKSFetchTimeout, kidWait: cfg.JWKSUnknownKIDWait,
+		maxBytes: cfg.JWKSMaxBytes, maxKeys: cfg.JWKSMaxKeys,
+	}
+}
+
+// cache returns g's cache for k, nil if g is nil or has none.
+func (g *generation) cache(k cacheKey) *jwks.Cache {
+	if g == nil {
+		return nil
+	}
+	return g.keys[k]
+}
+
+// ready reports whether every cache of g has loaded a key set.
+func (g *generation) ready() bool {
+	for _, c := range g.caches {
+		if !c.Ready() {
+			return false
+		}
+	}
+	return true
+}
+
+// acquire returns the generation in force and counts a check on it; the
+// caller must call release. The second load makes the count reliable: a
+// check that counted itself on a generation a reload had already replaced
+// retries on the new one, so once a reload has swapped and seen the old
+// count at zero, no check can still be using the old generation.
+func (s *Server) acquire() *generation {
+	for {
+		g := s.gen.Load()
+		g.inflight.Add(1)
+		if s.gen.Load() == g {
+			return g
+		}
+		g.inflight.Add(-1)
+	}
+}
+
+func (g *generation) release() { g.inflight.Add(-1) }
 
 // withDefaults returns a copy of cfg whose zero listener bounds are set to
 // the documented defaults, for callers that build a config.Config by hand.
@@ -178,26 +344,24 @@ func (f *fetchObserver) ObserveFetch(provider string, err error, d time.Duration
 	}
 }
 
-// Authz returns the decision server, for in-process use.
-func (s *Server) Authz() *authz.Server { return s.authz }
+// Authz returns the decision server of the configuration in force, for
+// in-process use.
+func (s *Server) Authz() *authz.Server { return s.gen.Load().authz }
 
 // Ready reports whether every provider's key set has loaded.
-func (s *Server) Ready() bool {
-	for _, c := range s.caches {
-		if !c.Ready() {
-			return false
-		}
-	}
-	return true
-}
+func (s *Server) Ready() bool { return s.gen.Load().ready() }
 
 const authService = "envoy.service.auth.v3.Authorization"
 
 func (s *Server) updateHealth() {
 	s.healthMu.Lock()
 	defer s.healthMu.Unlock()
+	g := s.gen.Load()
+	if g == nil {
+		return // a fetch of a cache New is still building; New evaluates at its end
+	}
 	st := healthpb.HealthCheckResponse_NOT_SERVING
-	if s.Ready() {
+	if g.ready() {
 		st = healthpb.HealthCheckResponse_SERVING
 	}
 	s.health.SetServingStatus("", st)
@@ -251,12 +415,19 @@ func (s *Server) Run(ctx context.Context) error {
 	if tlsCfg != nil {
 		grpcOpts = append(grpcOpts, grpc.Creds(credentials.NewTLS(tlsCfg.config("h2"))))
 	}
+	if s.tracing != nil {
+		grpcOpts = append(grpcOpts, grpc.ChainUnaryInterceptor(s.tracing.unary))
+	}
 	gs := grpc.NewServer(grpcOpts...)
-	authv3.RegisterAuthorizationServer(gs, s.authz)
+	authv3.RegisterAuthorizationServer(gs, authzService{s: s})
 	healthpb.RegisterHealthServer(gs, s.health)
 
+	var check http.Handler = http.HandlerFunc(s.serveHTTP)
+	if s.tracing != nil {
+		check = s.tracing.middleware(check, func() string { return s.gen.Load().cfg.ForwardAuthSource })
+	}
 	hs := &http.Server{
-		Handler:           s.authz,
+		Handler:           check,
 		ReadHeaderTimeout: min(readHeaderTimeout, s.cfg.HTTPReadTimeout),
 		ReadTimeout:       s.cfg.HTTPReadTimeout,
 		WriteTimeout:      10 * time.Second,
@@ -278,27 +449,34 @@ func (s *Server) Run(ctx context.Context) error {
 
 	s.log.LogAttrs(ctx, slog.LevelInfo, "extauthz listening",
 		slog.String("grpc", grpcLis.Addr().String()), slog.String("http", httpLis.Addr().String()),
-		slog.String("admin", adminLis.Addr().String()), slog.Int("providers", len(s.caches)),
-		slog.Bool("tls", tlsCfg != nil), slog.Bool("mtls", s.cfg.TLSClientCAFile != ""))
+		slog.String("admin", adminLis.Addr().String()), slog.Int("providers", len(s.gen.Load().caches)),
+		slog.Bool("tls", tlsCfg != nil), slog.Bool("mtls", s.cfg.TLSClientCAFile != ""),
+		slog.Bool("tracing", s.tracing != nil), slog.Bool("reload", s.opts.Load != nil))
 
+	// The caches outlive ctx by the drain: checks still running during the
+	// graceful stop may need a refresh.
 	cacheCtx, stopCaches := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopCaches()
-	var caches errgroup.Group
-	for _, c := range s.caches {
-		caches.Go(func() error { return c.Run(cacheCtx) })
+	runner := &cacheRunner{stop: map[*jwks.Cache]context.CancelFunc{}}
+	for _, c := range s.gen.Load().caches {
+		runner.start(cacheCtx, c)
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return ignoreClosed(gs.Serve(grpcLis)) })
 	g.Go(func() error { return ignoreClosed(serveHTTP()) })
 	g.Go(func() error { return ignoreClosed(as.Serve(adminLis)) })
+	if s.opts.Load != nil {
+		g.Go(func() error { s.watch(gctx, cacheCtx, runner); return nil })
+	}
 	g.Go(func() error {
 		<-gctx.Done()
-		s.log.LogAttrs(context.WithoutCancel(ctx), slog.LevelInfo, "extauthz shutting down", slog.Duration("grace", s.cfg.ShutdownGrace))
+		grace := s.gen.Load().cfg.ShutdownGrace
+		s.log.LogAttrs(context.WithoutCancel(ctx), slog.LevelInfo, "extauthz shutting down", slog.Duration("grace", grace))
 		s.health.Shutdown()
 		stopped := make(chan struct{})
 		go func() { gs.GracefulStop(); close(stopped) }()
-		shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownGrace)
+		shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
 		defer cancel()
 		_ = hs.Shutdown(shutCtx)
 		select {
@@ -313,8 +491,61 @@ func (s *Server) Run(ctx context.Context) error {
 	})
 	err = g.Wait()
 	stopCaches()
-	_ = caches.Wait()
+	runner.wait()
 	return err
+}
+
+// cacheRunner runs the caches' refresh loops, each with its own stop, so
+// that a reload can stop the caches it removed.
+type cacheRunner struct {
+	wg   sync.WaitGroup
+	mu   sync.Mutex
+	stop map[*jwks.Cache]context.CancelFunc
+}
+
+// start runs c until ctx ends or halt stops it.
+func (r *cacheRunner) start(ctx context.Context, c *jwks.Cache) {
+	ctx, cancel := context.WithCancel(ctx)
+	r.mu.Lock()
+	r.stop[c] = cancel
+	r.mu.Unlock()
+	r.wg.Go(func() { _ = c.Run(ctx) })
+}
+
+// halt stops the caches' refresh loops.
+func (r *cacheRunner) halt(caches []*jwks.Cache) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range caches {
+		if cancel, ok := r.stop[c]; ok {
+			cancel()
+			delete(r.stop, c)
+		}
+	}
+}
+
+func (r *cacheRunner) wait() { r.wg.Wait() }
+
+// authzService is the Envoy Authorization service: each check runs on the
+// generation in force when it arrived.
+type authzService struct {
+	authv3.UnimplementedAuthorizationServer
+	s *Server
+}
+
+var _ authv3.AuthorizationServer = authzService{}
+
+func (a authzService) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	g := a.s.acquire()
+	defer g.release()
+	return g.authz.Check(ctx, req)
+}
+
+// serveHTTP is the forward-auth check on the generation in force.
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	g := s.acquire()
+	defer g.release()
+	g.authz.ServeHTTP(w, r)
 }
 
 func (s *Server) listen(l net.Listener, addr string) (net.Listener, error) {
@@ -353,7 +584,7 @@ func (s *Server) adminMux() *http.ServeMux {
 			Providers []provider `json:"providers"`
 		}
 		body.Ready = true
-		for _, c := range s.caches {
+		for _, c := range s.gen.Load().caches {
 			st := c.Status()
 			p := provider{Name: c.Name(), Ready: st.Loaded, Keys: st.Keys}
 			if st.LastError != nil {

@@ -1,0 +1,650 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+	case err != nil:
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// The two modes of a run.
+const (
+	modeGRPC = "grpc"
+	modeHTTP = "http"
+)
+
+// The token cases of a run.
+const (
+	caseHit  = "hit"  // one token, repeated
+	caseMiss = "miss" // each call a token not sent before
+)
+
+// config is the harness's flags.
+type config struct {
+	quick        bool
+	install      bool
+	requirePeers bool
+	toolsDir     string
+	tokenCache   string
+	out          string
+	jsonOut      string
+	targets      []string
+	tokens       int
+	fill         int
+	concurrency  int
+	grpcRequests int
+	grpcWarmup   int
+	grpcConns    int
+	wrkThreads   int
+	wrkDuration  time.Duration
+	wrkWarmup    time.Duration
+	halfDuration time.Duration
+	serverArgs   []string
+	args         []string // as given, for the report
+}
+
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, " ") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+func parseFlags(args []string, stderr io.Writer) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: go run ./bench [flags]\n\nBuilds cmd/extauthz, starts it and the peers on 127.0.0.1 one at a time, loads\neach with ghz (gRPC) and wrk (HTTP), and writes the tables of BENCHMARKS.md.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	fs.BoolVar(&c.quick, "quick", false, "smoke run: few requests, only extauthz and the do-nothing server, no fill run; writes no file unless -out is given")
+	fs.BoolVar(&c.install, "install", false, "first build ghz and the Go peers into -tools-dir, and apt-get install wrk and the Flask stack when root")
+	fs.BoolVar(&c.requirePeers, "require-peers", false, "fail instead of skipping a peer that is not installed")
+	fs.StringVar(&c.toolsDir, "tools-dir", defaultToolsDir(), "where ghz, the peers and the token cache live (outside the repository)")
+	fs.StringVar(&c.tokenCache, "token-cache", "", `directory of the cached key and distinct tokens (default <tools-dir>/tokens; "off" mints afresh and keeps nothing)`)
+	fs.StringVar(&c.out, "out", "", "markdown file whose generated section (between the bench markers) is rewritten (default BENCHMARKS.md in the module root; none with -quick)")
+	fs.StringVar(&c.jsonOut, "json", "", "also write the results as JSON to this file")
+	targets := fs.String("targets", strings.Join(allTargets, ","), "comma-separated targets to run: "+strings.Join(allTargets, ", "))
+	fs.IntVar(&c.tokens, "tokens", 100_000, "distinct valid tokens minted for the miss runs")
+	fs.IntVar(&c.fill, "fill", 100_000, "distinct tokens of the memory run (RSS of extauthz after verifying each once); 0 skips it")
+	fs.IntVar(&c.concurrency, "c", 50, "concurrency: ghz workers and wrk connections")
+	fs.IntVar(&c.grpcRequests, "grpc-requests", 100_000, "calls per measured gRPC run (ghz -n)")
+	fs.IntVar(&c.grpcWarmup, "grpc-warmup", 5_000, "calls of the gRPC warm-up before each measured run (hit token)")
+	fs.IntVar(&c.grpcConns, "grpc-connections", 1, "gRPC connections ghz spreads its workers over (Envoy uses one per worker thread)")
+	fs.IntVar(&c.wrkThreads, "wrk-threads", 2, "wrk threads")
+	fs.DurationVar(&c.wrkDuration, "wrk-duration", 10*time.Second, "duration of each measured wrk run")
+	fs.DurationVar(&c.wrkWarmup, "wrk-warmup", 3*time.Second, "duration of the wrk warm-up before each measured run (hit token)")
+	fs.DurationVar(&c.halfDuration, "half-duration", 10*time.Second, "duration of the gRPC runs at half of extauthz's saturation throughput; 0 skips them")
+	fs.Var((*listFlag)(&c.serverArgs), "server-arg", "extra argument for extauthz (repeatable), e.g. -server-arg=--token-cache-size=50000")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if c.quick {
+		quick := map[string]func(){
+			"targets":       func() { *targets = targetOurs + "," + targetNop },
+			"tokens":        func() { c.tokens = 1_000 },
+			"fill":          func() { c.fill = 0 },
+			"grpc-requests": func() { c.grpcRequests = 1_000 },
+			"grpc-warmup":   func() { c.grpcWarmup = 200 },
+			"wrk-duration":  func() { c.wrkDuration = 2 * time.Second },
+			"wrk-warmup":    func() { c.wrkWarmup = time.Second },
+			"half-duration": func() { c.halfDuration = 0 },
+		}
+		for name, apply := range quick {
+			if !set[name] {
+				apply()
+			}
+		}
+	}
+	for t := range strings.SplitSeq(*targets, ",") {
+		t = strings.TrimSpace(t)
+		if t == "" {
+			continue
+		}
+		if !slices.Contains(allTargets, t) {
+			return c, fmt.Errorf("-targets: unknown target %q (known: %s)", t, strings.Join(allTargets, ", "))
+		}
+		c.targets = append(c.targets, t)
+	}
+	if !slices.Contains(c.targets, targetOurs) {
+		return c, fmt.Errorf("-targets must include %s: every ratio is against it", targetOurs)
+	}
+	switch {
+	case c.tokens < 1 || c.tokens > 10_000_000:
+		return c, errors.New("-tokens must be between 1 and 10000000")
+	case c.fill < 0 || c.fill > 10_000_000:
+		return c, errors.New("-fill must be between 0 and 10000000")
+	case c.concurrency < 1 || c.concurrency > 10_000:
+		return c, errors.New("-c must be between 1 and 10000")
+	case c.grpcRequests < c.concurrency:
+		return c, errors.New("-grpc-requests must be at least -c")
+	case c.grpcWarmup < 0 || c.grpcConns < 1 || c.wrkThreads < 1 || c.wrkThreads > c.concurrency:
+		return c, errors.New("-grpc-warmup must be ≥ 0, -grpc-connections ≥ 1, and 1 ≤ -wrk-threads ≤ -c")
+	case c.wrkDuration < time.Second || c.wrkWarmup < 0 || c.halfDuration < 0:
+		return c, errors.New("-wrk-duration must be at least 1s; -wrk-warmup and -half-duration not negative")
+	case c.toolsDir == "":
+		return c, errors.New("-tools-dir is empty and no user cache directory is known; set it")
+	}
+	if c.tokenCache == "" {
+		c.tokenCache = filepath.Join(c.toolsDir, "tokens")
+	}
+	if c.tokenCache == "off" {
+		c.tokenCache = ""
+	}
+	c.args = args
+	return c, nil
+}
+
+// harness is one invocation's state.
+type harness struct {
+	cfg     config
+	stdout  io.Writer
+	log     io.Writer
+	root    string // module root
+	work    string // temporary directory, removed at the end
+	runs    int
+	bins    struct{ ours, nop, python string }
+	tools   tools
+	targets map[string]*target
+	order   []*target
+	tokens  *tokenSet
+	jwks    []byte
+	idp     *idp
+	files   struct{ protoset, grpcHit, grpcMiss, wrkHit, wrkMiss, wrkScript string }
+	cache   cacheInfo
+	results []result
+	started time.Time
+}
+
+// result is one measured run.
+type result struct {
+	Mode        string `json:"mode"`
+	Target      string `json:"target"`
+	Case        string `json:"case"`
+	Concurrency int    `json:"concurrency"`
+	RateLimit   int    `json:"rate_limit,omitempty"` // requests/s asked of ghz; 0: unlimited
+	load
+	Memory memory `json:"memory"`
+	// MemoryBefore is the memory after the warm-up (fill run only).
+	MemoryBefore *memory `json:"memory_before,omitempty"`
+	Note         string  `json:"note,omitempty"`
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	h := &harness{cfg: cfg, stdout: stdout, log: stderr, started: time.Now()}
+	if h.root, err = moduleRoot(ctx); err != nil {
+		return err
+	}
+	if cfg.out == "" && !cfg.quick {
+		h.cfg.out = filepath.Join(h.root, "BENCHMARKS.md")
+	}
+	if cfg.install {
+		if err := install(ctx, cfg.toolsDir, stderr); err != nil {
+			return err
+		}
+	}
+	if h.work, err = os.MkdirTemp("", "extauthz-bench-"); err != nil {
+		return err
+	}
+	defer os.RemoveAll(h.work)
+	if err := h.prepare(ctx); err != nil {
+		return err
+	}
+	defer h.idp.Close()
+	if err := h.measureAll(ctx); err != nil {
+		return err
+	}
+	return h.report()
+}
+
+func (h *harness) logf(format string, a ...any) {
+	fmt.Fprintf(h.log, "bench: "+format+"\n", a...)
+}
+
+// runDir makes a fresh directory for one started target.
+func (h *harness) runDir(name string) (string, error) {
+	h.runs++
+	dir := filepath.Join(h.work, fmt.Sprintf("run%02d-%s", h.runs, name))
+	return dir, os.MkdirAll(dir, 0o755)
+}
+
+// prepare finds the tools, builds extauthz and the do-nothing server, mints
+// the tokens, starts the JWKS servers and writes the load generators' files.
+func (h *harness) prepare(ctx context.Context) error {
+	var err error
+	if h.tools, err = findTools(ctx, h.cfg.toolsDir); err != nil {
+		return err
+	}
+	if h.tools.ghz == "" || h.tools.wrk == "" {
+		return fmt.Errorf("the load generators are required: ghz %s, wrk %s; run `go run ./bench --install` (ghz is built into %s; wrk is the Debian package)",
+			found(h.tools.ghz), found(h.tools.wrk), h.cfg.toolsDir)
+	}
+	bin := filepath.Join(h.work, "bin")
+	h.logf("building cmd/extauthz and bench/nop")
+	if err := goBuild(ctx, h.root, bin, "./cmd/extauthz", "./bench/nop"); err != nil {
+		return err
+	}
+	h.bins.ours, h.bins.nop = filepath.Join(bin, "extauthz"), filepath.Join(bin, "nop")
+	h.cache = detectTokenCache(ctx, h.bins.ours)
+	h.setupTargets(ctx)
+	for _, t := range h.order {
+		if t.Skip != "" {
+			if t.Peer && h.cfg.requirePeers {
+				return fmt.Errorf("%s is required (-require-peers) but %s", t.Label, t.Skip)
+			}
+			h.logf("skipping %s: %s", t.Label, t.Skip)
+		}
+	}
+
+	need := max(h.cfg.tokens, h.cfg.fill)
+	h.logf("loading %d distinct tokens (cache: %s)", need, cmpOrString(h.cfg.tokenCache, "off"))
+	start := time.Now()
+	if h.tokens, err = loadTokens(h.cfg.tokenCache, need, time.Now()); err != nil {
+		return err
+	}
+	h.logf("tokens ready in %s (%d minted now)", time.Since(start).Round(time.Millisecond), h.tokens.minted)
+	h.jwks = jwks(&h.tokens.key.PublicKey)
+	if h.idp, err = startIDP(h.jwks); err != nil {
+		return err
+	}
+
+	f := &h.files
+	f.protoset = filepath.Join(h.work, "ext_authz.protoset")
+	f.grpcHit = filepath.Join(h.work, "hit.bin")
+	f.grpcMiss = filepath.Join(h.work, "miss.bin")
+	f.wrkHit = filepath.Join(h.work, "hit.txt")
+	f.wrkMiss = filepath.Join(h.work, "miss.txt")
+	f.wrkScript = filepath.Join(h.work, "tokens.lua")
+	miss := h.tokens.distinct[:min(h.cfg.tokens, h.cfg.grpcRequests)]
+	for _, err := range []error{
+		writeProtoset(f.protoset),
+		writeCheckData(f.grpcHit, []string{h.tokens.hit}),
+		writeCheckData(f.grpcMiss, miss),
+		writeLines(f.wrkHit, []string{h.tokens.hit}),
+		writeLines(f.wrkMiss, h.tokens.distinct[:h.cfg.tokens]),
+		os.WriteFile(f.wrkScript, []byte(wrkScript), 0o644),
+	} {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func cmpOrString(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func found(p string) string {
+	if p == "" {
+		return "not found"
+	}
+	return "found"
+}
+
+// setupTargets decides which targets run, and why the others do not.
+func (h *harness) setupTargets(ctx context.Context) {
+	h.targets = map[string]*target{
+		targetOurs: {Name: targetOurs, Label: "extauthz", GRPC: true, HTTP: true, Bin: h.bins.ours, Ver: h.cache.version, start: startOurs},
+		targetNop: {Name: targetNop, Label: "(a) do-nothing (grpc-go, net/http)", Role: "(a)", GRPC: true, HTTP: true,
+			AllowsAll: true, Bin: h.bins.nop, Ver: "bench/nop", start: startNop},
+		targetFlask: {Name: targetFlask, Label: "(b) guide's Flask app", Role: "(b)", HTTP: true, Peer: true, start: startFlask},
+		targetOPA: {Name: targetOPA, Label: "(c) OPA-Envoy", Role: "(c)", GRPC: true, Peer: true,
+			Bin: h.tools.opa, Ver: h.tools.opaVer, start: startOPA},
+		targetOathkeeper: {Name: targetOathkeeper, Label: "(d) Oathkeeper", Role: "(d)", HTTP: true, Peer: true,
+			Bin: h.tools.oathkeeper, Ver: h.tools.oathkeeperVer, start: startOathkeeper},
+		targetOAuth2: {Name: targetOAuth2, Label: "(d) oauth2-proxy", Role: "(d)", HTTP: true, Peer: true,
+			Bin: h.tools.oauth2, Ver: h.tools.oauth2Ver, start: startOAuth2Proxy},
+	}
+	py := h.targets[targetFlask]
+	if h.tools.flaskErr == "" {
+		py.Bin, py.Ver, h.bins.python = h.tools.python, h.tools.flaskVer, h.tools.python
+	} else {
+		py.Skip = h.tools.flaskErr
+	}
+	for _, name := range []string{targetOPA, targetOathkeeper, targetOAuth2} {
+		if t := h.targets[name]; t.Bin == "" {
+			t.Skip = "not installed in " + filepath.Join(h.cfg.toolsDir, "bin") + " or on PATH (go run ./bench --install builds it)"
+		}
+	}
+	for _, name := range allTargets {
+		t := h.targets[name]
+		if !slices.Contains(h.cfg.targets, name) {
+			t.Skip = "not selected (-targets)"
+		}
+		h.order = append(h.order, t)
+	}
+}
+
+// measureAll runs every target in every mode and case it supports, one at
+// a time: gRPC first, then the half-saturation runs of extauthz, then HTTP,
+// then the memory run.
+func (h *harness) measureAll(ctx context.Context) error {
+	for _, mode := range []string{modeGRPC, modeHTTP} {
+		for _, t := range h.order {
+			if t.Skip != "" || (mode == modeGRPC && !t.GRPC) || (mode == modeHTTP && !t.HTTP) {
+				continue
+			}
+			for _, tc := range []string{caseHit, caseMiss} {
+				r, err := h.measure(ctx, t, mode, tc, 0)
+				if err != nil {
+					if ctx.Err() != nil {
+						return ctx.Err()
+					}
+					if !t.Peer || h.cfg.requirePeers {
+						return fmt.Errorf("%s %s %s: %w", t.Label, mode, tc, err)
+					}
+					h.logf("%s %s %s failed, the peer is left out: %v", t.Label, mode, tc, err)
+					t.Skip = "failed: " + firstLine(err.Error())
+					break
+				}
+				h.results = append(h.results, r)
+			}
+		}
+		if mode == modeGRPC && h.cfg.halfDuration > 0 {
+			for _, tc := range []string{caseHit, caseMiss} {
+				sat, ok := h.find(modeGRPC, targetOurs, tc, false)
+				if !ok {
+					continue
+				}
+				rate := max(1, int(sat.RPS/2))
+				r, err := h.measure(ctx, h.targets[targetOurs], modeGRPC, tc, rate)
+				if err != nil {
+					return fmt.Errorf("extauthz gRPC %s at %d/s: %w", tc, rate, err)
+				}
+				h.results = append(h.results, r)
+			}
+		}
+	}
+	if h.cfg.fill > 0 {
+		r, err := h.fillRun(ctx)
+		if err != nil {
+			return fmt.Errorf("memory run: %w", err)
+		}
+		h.results = append(h.results, r)
+	}
+	return nil
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}
+
+// find returns the result of a run; half selects the half-saturation runs.
+func (h *harness) find(mode, target, tc string, half bool) (result, bool) {
+	for _, r := range h.results {
+		if r.Mode == mode && r.Target == target && r.Case == tc && (r.RateLimit > 0) == half {
+			return r, true
+		}
+	}
+	return result{}, false
+}
+
+// measure starts t, probes it, warms it up with the hit token, runs the
+// measured load, reads its memory and stops it. rate > 0 paces ghz.
+func (h *harness) measure(ctx context.Context, t *target, mode, tc string, rate int) (result, error) {
+	r := result{Mode: mode, Target: t.Name, Case: tc, Concurrency: h.cfg.concurrency, RateLimit: rate}
+	in, err := t.start(ctx, h, nil)
+	if err != nil {
+		return r, err
+	}
+	defer in.stop()
+	if err := in.probe(ctx, mode, h.tokens.hit, tamper(h.tokens.hit), t.AllowsAll); err != nil {
+		return r, in.main().failure(err)
+	}
+	if err := h.warmup(ctx, in, mode); err != nil {
+		return r, in.main().failure(err)
+	}
+	before, _ := scrapeChecks(ctx, in.metricsURL)
+	switch mode {
+	case modeGRPC:
+		run := h.ghz(in.grpcAddr, h.files.grpcHit, h.cfg.grpcRequests, rate)
+		if tc == caseMiss {
+			run.data = h.files.grpcMiss
+			if n := min(h.cfg.tokens, h.cfg.grpcRequests); run.total > n {
+				r.Note = fmt.Sprintf("%d calls over %d distinct tokens: each token sent up to %d times", run.total, n, (run.total+n-1)/n)
+			}
+		}
+		if rate > 0 {
+			run.total = max(h.cfg.concurrency, int(float64(rate)*h.cfg.halfDuration.Seconds()))
+			if tc == caseMiss && run.total > min(h.cfg.tokens, h.cfg.grpcRequests) {
+				n := min(h.cfg.tokens, h.cfg.grpcRequests)
+				r.Note = fmt.Sprintf("%d calls over %d distinct tokens", run.total, n)
+			}
+		}
+		r.load, err = run.run(ctx)
+	case modeHTTP:
+		run := h.wrk(in.httpURL, h.files.wrkHit, h.cfg.wrkDuration)
+		if tc == caseMiss {
+			run.tokens = h.files.wrkMiss
+			// wrk runs for a duration, not a count: a miss run lasts only as
+			// long as the distinct tokens should last at the hit run's pace.
+			if hit, ok := h.find(modeHTTP, t.Name, caseHit, false); ok && hit.RPS > 0 {
+				fits := time.Duration(int(float64(h.cfg.tokens)/(hit.RPS*1.15))) * time.Second
+				run.duration = min(h.cfg.wrkDuration, max(time.Second, fits))
+			}
+		}
+		r.load, err = run.run(ctx)
+		if err == nil && tc == caseMiss && r.Wraps > 0 {
+			r.Note = fmt.Sprintf("%d requests over %d distinct tokens: tokens were sent again (raise -tokens)", r.Requests, h.cfg.tokens)
+		}
+	}
+	if err != nil {
+		return r, in.main().failure(err)
+	}
+	if r.Memory, err = memoryOf(in.main().cmd.Process.Pid); err != nil {
+		return r, in.main().failure(err)
+	}
+	// Decisions are not visible to ghz (a denial is an OK gRPC status with
+	// a denied CheckResponse): count extauthz's denials from its metrics,
+	// and probe every target again after the load.
+	if after, ok := scrapeChecks(ctx, in.metricsURL); ok && mode == modeGRPC {
+		if denied := after.deny - before.deny; denied > 0 {
+			r.Errors += int64(denied)
+			if r.ErrorKinds == nil {
+				r.ErrorKinds = map[string]int64{}
+			}
+			r.ErrorKinds["denied"] += int64(denied)
+		}
+	}
+	if err := in.probe(ctx, mode, h.tokens.hit, tamper(h.tokens.hit), t.AllowsAll); err != nil {
+		return r, in.main().failure(fmt.Errorf("after the run: %w", err))
+	}
+	h.logf("%-36s %-4s %-4s %s", t.Label, mode, tc+rateSuffix(rate), summary(r))
+	return r, nil
+}
+
+func rateSuffix(rate int) string {
+	if rate == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" @%d/s", rate)
+}
+
+func summary(r result) string {
+	return fmt.Sprintf("%d req in %s: %.0f req/s, p50 %s, p99 %s, p99.9 %s, errors %d, RSS %s",
+		r.Requests, r.Elapsed.Round(time.Millisecond), r.RPS, fmtDur(r.P50), fmtDur(r.P99), fmtDur(r.P999), r.Errors, fmtBytes(r.Memory.RSS))
+}
+
+func (h *harness) ghz(addr, data string, total, rate int) ghzRun {
+	return ghzRun{
+		bin: h.tools.ghz, protoset: h.files.protoset, data: data, addr: addr,
+		out: filepath.Join(h.work, "ghz.json"), total: total, concurrency: h.cfg.concurrency,
+		conns: h.cfg.grpcConns, rps: rate,
+	}
+}
+
+func (h *harness) wrk(url, tokens string, d time.Duration) wrkRun {
+	return wrkRun{
+		bin: h.tools.wrk, script: h.files.wrkScript, tokens: tokens, url: url,
+		threads: h.cfg.wrkThreads, connections: h.cfg.concurrency, duration: d,
+	}
+}
+
+// warmup loads a started target with the hit token, and fails if any
+// request failed: a target that errs under light load is not measured.
+func (h *harness) warmup(ctx context.Context, in *instance, mode string) error {
+	var (
+		l   load
+		err error
+	)
+	switch mode {
+	case modeGRPC:
+		if h.cfg.grpcWarmup == 0 {
+			return nil
+		}
+		l, err = h.ghz(in.grpcAddr, h.files.grpcHit, max(h.cfg.grpcWarmup, h.cfg.concurrency), 0).run(ctx)
+	case modeHTTP:
+		if h.cfg.wrkWarmup < time.Second {
+			return nil
+		}
+		l, err = h.wrk(in.httpURL, h.files.wrkHit, h.cfg.wrkWarmup).run(ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("warm-up: %w", err)
+	}
+	if l.Errors > 0 {
+		return fmt.Errorf("warm-up: %d of %d requests failed: %v", l.Errors, l.Requests, l.ErrorKinds)
+	}
+	return nil
+}
+
+// fillRun starts extauthz (with a token cache of -fill entries when the
+// build has one), sends -fill distinct tokens once each over gRPC and
+// reports its memory before and after.
+func (h *harness) fillRun(ctx context.Context) (result, error) {
+	t := h.targets[targetOurs]
+	r := result{Mode: modeGRPC, Target: targetOurs, Case: "fill", Concurrency: h.cfg.concurrency}
+	var extra []string
+	if h.cache.sizeFlag != "" && !slices.ContainsFunc(h.cfg.serverArgs, func(a string) bool { return strings.Contains(a, h.cache.sizeFlag) }) {
+		extra = []string{"--" + h.cache.sizeFlag + "=" + strconv.Itoa(h.cfg.fill)}
+		r.Note = "extauthz " + strings.Join(extra, " ")
+	} else if h.cache.sizeFlag == "" {
+		r.Note = "this build has no token cache: memory after verifying every token once"
+	}
+	data := filepath.Join(h.work, "fill.bin")
+	if err := writeCheckData(data, h.tokens.distinct[:h.cfg.fill]); err != nil {
+		return r, err
+	}
+	defer os.Remove(data)
+	in, err := t.start(ctx, h, extra)
+	if err != nil {
+		return r, err
+	}
+	defer in.stop()
+	if err := h.warmup(ctx, in, modeGRPC); err != nil {
+		return r, in.main().failure(err)
+	}
+	pid := in.main().cmd.Process.Pid
+	before, err := memoryOf(pid)
+	if err != nil {
+		return r, err
+	}
+	r.MemoryBefore = &before
+	if r.load, err = h.ghz(in.grpcAddr, data, h.cfg.fill, 0).run(ctx); err != nil {
+		return r, in.main().failure(err)
+	}
+	if r.Memory, err = memoryOf(pid); err != nil {
+		return r, err
+	}
+	h.logf("%-36s fill %d tokens: RSS %s -> %s (peak %s)", t.Label, h.cfg.fill, fmtBytes(before.RSS), fmtBytes(r.Memory.RSS), fmtBytes(r.Memory.Peak))
+	return r, nil
+}
+
+// checkCounts is extauthz_checks_total summed by result.
+type checkCounts struct{ allow, deny float64 }
+
+// scrapeChecks reads extauthz_checks_total from a Prometheus text page; ok
+// is false when there is no page or no such metric.
+func scrapeChecks(ctx context.Context, url string) (checkCounts, bool) {
+	var c checkCounts
+	if url == "" {
+		return c, false
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return c, false
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return c, false
+	}
+	defer resp.Body.Close()
+	found := false
+	sc := bufio.NewScanner(io.LimitReader(resp.Body, 8<<20))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "extauthz_checks_total{") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			continue
+		}
+		found = true
+		switch {
+		case strings.Contains(line, `result="allow"`):
+			c.allow += v
+		case strings.Contains(line, `result="deny"`):
+			c.deny += v
+		}
+	}
+	return c, found && sc.Err() == nil
+}
+
+func randomHex(n int) (string, error) {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b), nil
+}
+
+// writeJSON writes the results for machines (and the harness test).
+func (h *harness) writeJSON(path string, rep *report) error {
+	raw, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(raw, '\n'), 0o644)
+}

@@ -50,7 +50,7 @@ type target struct {
 	Skip  string // why the target does not run ("" when it runs)
 	// AllowsAll marks the do-nothing server: its probe expects no denial.
 	AllowsAll bool
-	start func(ctx context.Context, h *harness, extra []string) (*instance, error)
+	start     func(ctx context.Context, h *harness, extra []string) (*instance, error)
 }
 
 // instance is a running target.

@@ -131,6 +131,10 @@ func (s *Server) reload(ctx, cacheCtx context.Context, runner *cacheRunner, trig
 	old := s.gen.Load()
 	g, fresh, err := s.build(cfg, old)
 	if err != nil {
+		if cfg.File != "" {
+			// authz's checks know no file; say which one at least.
+			err = fmt.Errorf("%s: %w", cfg.File, err)
+		}
 		s.refuse(ctx, trigger, err)
 		return
 	}
@@ -150,10 +154,7 @@ func (s *Server) reload(ctx, cacheCtx context.Context, runner *cacheRunner, trig
 	s.gen.Store(g)
 	s.statsMu.Unlock()
 	if s.opts.LogLevel != nil {
-		var lv slog.Level
-		if lv.UnmarshalText([]byte(cfg.LogLevel)) == nil {
-			s.opts.LogLevel.Set(lv)
-		}
+		s.opts.LogLevel.Set(ParseLevel(cfg.LogLevel))
 	}
 	s.updateHealth()
 	s.metrics.reloaded(s.opts.Now(), false)

@@ -2,6 +2,11 @@
 // service and an HTTP forward-auth check, verifying JWT bearer tokens against
 // the identity provider's JWKS. Run it with --help for its flags; every flag
 // is also an AUTHZ_* variable, read from the environment or ./.env.
+//
+// SIGTERM and SIGINT stop it gracefully. SIGHUP reloads the configuration:
+// the same flags and environment, the --config file read anew. OpenTelemetry
+// tracing is configured by the standard OTEL_* variables and off without
+// them.
 package main
 
 import (
@@ -10,9 +15,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
+	"time"
 
 	"github.com/extauthz/extauthz/config"
 	"github.com/extauthz/extauthz/server"
@@ -21,10 +29,23 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	os.Exit(run(ctx, os.Args[1:], os.LookupEnv, os.Stderr))
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	reload := make(chan struct{}, 1)
+	go func() {
+		for range hup {
+			select {
+			case reload <- struct{}{}:
+			default: // a reload is already pending
+			}
+		}
+	}()
+	os.Exit(run(ctx, os.Args[1:], os.LookupEnv, os.Stderr, reload))
 }
 
-func run(ctx context.Context, args []string, env config.Lookup, stderr io.Writer) int {
+// run starts the server and returns the exit code. A receive on reload
+// reloads the configuration.
+func run(ctx context.Context, args []string, env config.Lookup, stderr io.Writer, reload <-chan struct{}) int {
 	env, err := config.Environ(env, ".env")
 	if err != nil {
 		fmt.Fprintln(stderr, "extauthz:", err)
@@ -38,8 +59,33 @@ func run(ctx context.Context, args []string, env config.Lookup, stderr io.Writer
 		fmt.Fprintln(stderr, "extauthz:", err)
 		return 2
 	}
-	log := server.NewLogger(stderr, cfg.LogLevel, cfg.LogFormat)
-	srv, err := server.New(cfg, server.Options{Logger: log})
+	level := new(slog.LevelVar)
+	level.Set(server.ParseLevel(cfg.LogLevel))
+	log := server.NewLevelLogger(stderr, level, cfg.LogFormat)
+
+	tp, shutdownTracing, err := server.NewTracerProvider(ctx, version())
+	if err != nil {
+		fmt.Fprintln(stderr, "extauthz:", err)
+		return 2
+	}
+	defer func() {
+		// Flush the spans not yet exported, briefly: the exporter may be down.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := shutdownTracing(sctx); err != nil {
+			log.Warn("tracing: flush at exit failed", "error", err.Error())
+		}
+	}()
+
+	srv, err := server.New(cfg, server.Options{
+		Logger:   log,
+		LogLevel: level,
+		// A reload reads the config as the start did: the same flags and
+		// environment (.env included, as read at start), the file anew.
+		Load:           func() (*config.Config, error) { return config.Load(args, env, io.Discard) },
+		Reload:         reload,
+		TracerProvider: tp,
+	})
 	if err != nil {
 		fmt.Fprintln(stderr, "extauthz:", err)
 		return 2
@@ -49,4 +95,13 @@ func run(ctx context.Context, args []string, env config.Lookup, stderr io.Writer
 		return 1
 	}
 	return 0
+}
+
+// version is the module version the binary was built from, "" for a
+// development build.
+func version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return ""
 }

@@ -112,7 +112,7 @@ func TestRunConfigErrors(t *testing.T) {
 			var stderr syncBuffer
 			ctx, cancel := context.WithTimeout(t.Context(), waitLong)
 			defer cancel()
-			if code := run(ctx, tc.args, tc.env.lookup, &stderr); code != 2 {
+			if code := run(ctx, tc.args, tc.env.lookup, &stderr, nil); code != 2 {
 				t.Errorf("run = %d, want 2", code)
 			}
 			out := stderr.String()
@@ -141,7 +141,7 @@ func TestRunHelp(t *testing.T) {
 	for _, arg := range []string{"-h", "--help"} {
 		t.Run(arg, func(t *testing.T) {
 			var stderr syncBuffer
-			if code := run(t.Context(), []string{arg}, env{}.lookup, &stderr); code != 0 {
+			if code := run(t.Context(), []string{arg}, env{}.lookup, &stderr, nil); code != 0 {
 				t.Errorf("run(%s) = %d, want 0", arg, code)
 			}
 			out := stderr.String()
@@ -263,7 +263,7 @@ func TestRunGuideDotEnv(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	exited := make(chan int, 1)
-	go func() { exited <- run(ctx, args, process.lookup, &stderr) }()
+	go func() { exited <- run(ctx, args, process.lookup, &stderr, nil) }()
 	_, httpAddr, adminAddr := addrs(t, &stderr, exited)
 
 	client := &http.Client{Timeout: waitLong, Transport: &http.Transport{}}
@@ -344,7 +344,7 @@ func TestRunListenError(t *testing.T) {
 	var stderr syncBuffer
 	ctx, cancel := context.WithTimeout(t.Context(), waitLong)
 	defer cancel()
-	if code := run(ctx, args, env{}.lookup, &stderr); code != 1 {
+	if code := run(ctx, args, env{}.lookup, &stderr, nil); code != 1 {
 		t.Errorf("run = %d, want 1", code)
 	}
 	if out := stderr.String(); !strings.Contains(out, busy.Addr().String()) || !strings.Contains(out, "extauthz stopped") {
@@ -424,7 +424,7 @@ func TestRunFileErrorsFoundByAuthz(t *testing.T) {
 			var stderr syncBuffer
 			ctx, cancel := context.WithTimeout(t.Context(), waitLong)
 			defer cancel()
-			if code := run(ctx, []string{"--config", "c.yaml"}, env{}.lookup, &stderr); code != 2 {
+			if code := run(ctx, []string{"--config", "c.yaml"}, env{}.lookup, &stderr, nil); code != 2 {
 				t.Errorf("run = %d, want 2", code)
 			}
 			out := stderr.String()
@@ -442,5 +442,89 @@ func TestRunFileErrorsFoundByAuthz(t *testing.T) {
 				}
 			})
 		})
+	}
+}
+
+// TestSignalReload runs main in a child process and sends SIGHUP after
+// changing its config file (whose watch is off): the server reloads the file,
+// with the same flags, and the new realm answers.
+func TestSignalReload(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "c.yaml")
+	body := func(realm string) string {
+		return "issuer: http://127.0.0.1:1\naudience: a\nconfig_watch_interval: 0s\nrealm: " + realm + "\n"
+	}
+	if err := os.WriteFile(file, []byte(body("first")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "--config", file,
+		"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0")
+	cmd.Dir = dir
+	cmd.Env = []string{runMainEnv + "=1", "PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-waited:
+			if err != nil {
+				t.Errorf("the child exited with %v after SIGTERM, want 0; stderr:\n%s", err, stderr.String())
+			}
+		case <-time.After(waitLong):
+			_ = cmd.Process.Kill()
+			t.Errorf("the child did not exit within %v of SIGTERM", waitLong)
+		}
+	}()
+	// waitLine waits for a log line with msg and returns it.
+	waitLine := func(msg string) map[string]any {
+		t.Helper()
+		deadline := time.Now().Add(waitLong)
+		for {
+			for line := range strings.SplitSeq(stderr.String(), "\n") {
+				var rec map[string]any
+				if json.Unmarshal([]byte(line), &rec) == nil && rec["msg"] == msg {
+					return rec
+				}
+			}
+			select {
+			case err := <-waited:
+				t.Fatalf("the child exited (%v); stderr:\n%s", err, stderr.String())
+			case <-time.After(10 * time.Millisecond):
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no %q line within %v; stderr:\n%s", msg, waitLong, stderr.String())
+			}
+		}
+	}
+	listening := waitLine("extauthz listening")
+	httpAddr, _ := listening["http"].(string)
+	realm := func() string {
+		t.Helper()
+		resp, err := (&http.Client{Timeout: waitLong}).Get("http://" + httpAddr + "/protected")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.Header.Get("WWW-Authenticate")
+	}
+	if got := realm(); !strings.Contains(got, `realm="first"`) {
+		t.Fatalf("WWW-Authenticate %q, want realm first", got)
+	}
+	if err := os.WriteFile(file, []byte(body("second")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	if rec := waitLine("config reloaded"); rec["trigger"] != "signal" {
+		t.Errorf("reload line %v, want trigger signal", rec)
+	}
+	if got := realm(); !strings.Contains(got, `realm="second"`) {
+		t.Errorf("WWW-Authenticate after SIGHUP %q, want realm second", got)
 	}
 }

@@ -7,6 +7,7 @@ package deploy_test
 // caddy is not installed, unless EXTAUTHZ_REQUIRE_PEERS=1.
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -225,15 +227,55 @@ func (e echo) claim(name string) []string {
 	return vals
 }
 
+// backendHandler echoes each request as JSON. An upgrade request (a
+// Connection option "upgrade" and an Upgrade header) is accepted with 101;
+// the backend then writes the JSON echo as one line on the upgraded
+// connection and echoes back whatever the client sends.
 func backendHandler(hits *int, mu *sync.Mutex) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		*hits++
 		mu.Unlock()
+		if up := r.Header.Get("Upgrade"); up != "" && hasOption(r.Header, "upgrade") {
+			upgrade(w, r, up)
+			return
+		}
 		body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(echo{Method: r.Method, URI: r.RequestURI, Header: r.Header, Body: string(body)})
 	})
+}
+
+// hasOption reports whether h's Connection header lists option.
+func hasOption(h http.Header, option string) bool {
+	for _, v := range h.Values("Connection") {
+		for opt := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(opt), option) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// upgrade switches r's connection to protocol up, writes the request's echo
+// as one JSON line, and then echoes the client's bytes until it closes or
+// goes quiet. Errors end the connection; the client side reports them.
+func upgrade(w http.ResponseWriter, r *http.Request, up string) {
+	rc := http.NewResponseController(w)
+	conn, brw, err := rc.Hijack()
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: %s\r\n\r\n", up)
+	json.NewEncoder(brw).Encode(echo{Method: r.Method, URI: r.RequestURI, Header: r.Header})
+	if brw.Flush() != nil {
+		return
+	}
+	io.Copy(conn, brw) // echo; brw holds whatever arrived with the request
 }
 
 // freeAddr returns a 127.0.0.1 address that was free a moment ago, for the
@@ -521,6 +563,61 @@ func TestProxiesEndToEnd(t *testing.T) {
 				}
 			})
 
+			// Connection names hop-by-hop headers, which a proxy removes
+			// when it forwards (RFC 9110 section 7.6.1). Naming the claim
+			// headers must not remove the verified values set after the
+			// check: the request is allowed, so the backend must learn who
+			// made it.
+			t.Run("Connection naming the claim headers keeps the verified ones", func(t *testing.T) {
+				for _, tc := range []struct {
+					name string
+					conn []string
+				}{
+					{name: "as the guide's client sends it", conn: []string{"keep-alive, X-Jwt-Sub, X-Jwt-Payload"}},
+					{name: "lower case, no spaces", conn: []string{"x-jwt-sub,x-jwt-payload"}},
+					{name: "upper case, tabs and spaces", conn: []string{"X-JWT-SUB ,\tX-Jwt-Payload\t, keep-alive"}},
+					{name: "one option per header line", conn: []string{"keep-alive", "X-Jwt-Sub", "X-Jwt-Payload"}},
+					{name: "underscore and mixed spellings", conn: []string{"X_Jwt_Sub, x-JWT_payload, X-Jwt-Payload"}},
+					{name: "upgrade and claims", conn: []string{"Upgrade, X-Jwt-Sub, X-Jwt-Payload"}},
+				} {
+					t.Run(tc.name, func(t *testing.T) {
+						h := with(spoofed, "Authorization", "Bearer good")
+						h["Connection"] = tc.conn
+						r := do(t, "GET", s.url+"/protected/headers", "", h)
+						if r.status != http.StatusOK {
+							t.Fatalf("status = %d, want 200\n%s", r.status, r.body)
+						}
+						if got := r.echo.claim("X-Jwt-Sub"); !slices.Equal(got, []string{"alice"}) {
+							t.Errorf("backend X-Jwt-Sub = %q, want [alice]", got)
+						}
+						if got := r.echo.claim("X-Jwt-Payload"); !slices.Equal(got, []string{"eyJzdWIiOiJhbGljZSJ9"}) {
+							t.Errorf("backend X-Jwt-Payload = %q, want the verified payload", got)
+						}
+					})
+				}
+			})
+
+			// The Caddyfile cuts only the claim headers out of Connection;
+			// other options keep their meaning there. nginx never removes
+			// the headers a client's Connection names.
+			t.Run("Connection still names other hop-by-hop headers", func(t *testing.T) {
+				h := http.Header{"Authorization": {"Bearer good"}, "Connection": {"X-Hop, X-Jwt-Sub"}, "X-Hop": {"1"}}
+				r := do(t, "GET", s.url+"/protected/headers", "", h)
+				if r.status != http.StatusOK {
+					t.Fatalf("status = %d, want 200\n%s", r.status, r.body)
+				}
+				if got := r.echo.claim("X-Jwt-Sub"); !slices.Equal(got, []string{"alice"}) {
+					t.Errorf("backend X-Jwt-Sub = %q, want [alice]", got)
+				}
+				hop := r.echo.claim("X-Hop")
+				switch {
+				case kind == kindCaddy && len(hop) != 0:
+					t.Errorf("backend received X-Hop = %q although Connection named it", hop)
+				case kind == kindNginx:
+					t.Logf("nginx passed X-Hop = %q on (it does not act on Connection options)", hop)
+				}
+			})
+
 			t.Run("admin without scope is 403", func(t *testing.T) {
 				r := do(t, "GET", s.url+"/admin", "", http.Header{"Authorization": {"Bearer good"}})
 				if r.status != http.StatusForbidden {
@@ -576,6 +673,138 @@ func TestProxiesEndToEnd(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestProxiesUpgrade sends WebSocket upgrade requests. Caddy proxies them
+// as upgrades, and the backend gets the verified claim headers even when
+// Connection names them. deploy/nginx does not forward Upgrade (nginx needs
+// an explicit proxy_set_header Upgrade/Connection for that), so nginx
+// proxies the request as a plain GET; the identity must still arrive.
+func TestProxiesUpgrade(t *testing.T) {
+	for _, tc := range []struct {
+		kind     proxyKind
+		upgrades bool
+	}{
+		{kind: kindNginx, upgrades: false},
+		{kind: kindCaddy, upgrades: true},
+	} {
+		t.Run(tc.kind.String(), func(t *testing.T) {
+			s := startStack(t, tc.kind, stackOptions{})
+			for _, conn := range []string{"Upgrade", "keep-alive, Upgrade", "Upgrade, X-Jwt-Sub, X-Jwt-Payload"} {
+				t.Run(conn, func(t *testing.T) {
+					res, e, c := rawUpgrade(t, s.url, "/protected/ws", http.Header{
+						"Authorization": {"Bearer good"},
+						"Connection":    {conn},
+						"Upgrade":       {"websocket"},
+						"X-Jwt-Sub":     {"admin"},
+					})
+					want := http.StatusOK
+					if tc.upgrades {
+						want = http.StatusSwitchingProtocols
+					}
+					if res.StatusCode != want {
+						t.Fatalf("status = %d, want %d", res.StatusCode, want)
+					}
+					if got := e.claim("X-Jwt-Sub"); !slices.Equal(got, []string{"alice"}) {
+						t.Errorf("backend X-Jwt-Sub = %q, want [alice]", got)
+					}
+					if got := e.claim("X-Jwt-Payload"); !slices.Equal(got, []string{"eyJzdWIiOiJhbGljZSJ9"}) {
+						t.Errorf("backend X-Jwt-Payload = %q, want the verified payload", got)
+					}
+					if c := s.authz.last(t); c.Header.Get("Upgrade") != "" || hasOption(c.Header, "upgrade") {
+						t.Errorf("the check request was an upgrade too: Connection %q, Upgrade %q", c.Header["Connection"], c.Header["Upgrade"])
+					}
+					if !tc.upgrades {
+						return
+					}
+					if !slices.Equal(e.Header["Upgrade"], []string{"websocket"}) || !hasOption(e.Header, "upgrade") {
+						t.Errorf("backend got Connection %q, Upgrade %q; want an upgrade to websocket", e.Header["Connection"], e.Header["Upgrade"])
+					}
+					if got := res.Header.Get("Upgrade"); got != "websocket" {
+						t.Errorf("101 answer has Upgrade %q, want websocket", got)
+					}
+					if _, err := io.WriteString(c, "ping\n"); err != nil {
+						t.Fatal(err)
+					}
+					line, err := c.br.ReadString('\n')
+					if err != nil || line != "ping\n" {
+						t.Errorf("after the upgrade read %q, %v; want the echo of ping", line, err)
+					}
+				})
+			}
+			t.Run("without a token", func(t *testing.T) {
+				before := s.backendHits()
+				res, _, _ := rawUpgrade(t, s.url, "/protected/ws", http.Header{"Connection": {"Upgrade"}, "Upgrade": {"websocket"}})
+				if res.StatusCode != http.StatusUnauthorized {
+					t.Errorf("status = %d, want 401", res.StatusCode)
+				}
+				if s.backendHits() != before {
+					t.Error("the backend was called for a denied upgrade")
+				}
+			})
+		})
+	}
+}
+
+// rawConn is a client connection after an upgrade request.
+type rawConn struct {
+	net.Conn
+	br *bufio.Reader
+}
+
+// rawUpgrade sends GET path with header over a new connection to base and
+// reads the answer. For 101 it also reads the backend's echo line; for a
+// JSON 200 it decodes the body as the echo. The connection is closed when
+// the test ends.
+func rawUpgrade(t *testing.T, base, path string, header http.Header) (*http.Response, echo, *rawConn) {
+	t.Helper()
+	host := strings.TrimPrefix(base, "http://")
+	d := net.Dialer{Timeout: 5 * time.Second}
+	conn, err := d.DialContext(t.Context(), "tcp", host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	var b strings.Builder
+	fmt.Fprintf(&b, "GET %s HTTP/1.1\r\nHost: %s\r\n", path, host)
+	for k, vv := range header {
+		for _, v := range vv {
+			fmt.Fprintf(&b, "%s: %s\r\n", k, v)
+		}
+	}
+	b.WriteString("\r\n")
+	if _, err := io.WriteString(conn, b.String()); err != nil {
+		t.Fatal(err)
+	}
+	c := &rawConn{Conn: conn, br: bufio.NewReader(conn)}
+	res, err := http.ReadResponse(c.br, &http.Request{Method: http.MethodGet})
+	if err != nil {
+		t.Fatalf("read answer: %v", err)
+	}
+	var e echo
+	switch {
+	case res.StatusCode == http.StatusSwitchingProtocols:
+		line, err := c.br.ReadBytes('\n')
+		if err != nil {
+			t.Fatalf("read the backend's echo after 101: %v", err)
+		}
+		if err := json.Unmarshal(line, &e); err != nil {
+			t.Fatalf("backend echo: %v\n%s", err, line)
+		}
+	default:
+		body, err := io.ReadAll(io.LimitReader(res.Body, 1<<20))
+		res.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.StatusCode == http.StatusOK {
+			if err := json.Unmarshal(body, &e); err != nil {
+				t.Fatalf("backend answer: %v\n%s", err, body)
+			}
+		}
+	}
+	return res, e, c
 }
 
 // TestProxiesAuthzDown: with the ext_authz endpoint unreachable, nothing gets
@@ -660,6 +889,40 @@ func TestSpoofingTestsCanFail(t *testing.T) {
 			t.Logf("weakened config let %s = %q through, as expected", tc.header, got)
 		})
 	}
+}
+
+// TestConnectionTestsCanFail runs Caddy without the Connection rewrite and
+// shows that the Connection cases above then fail the way Caddy 2.6 did
+// before it: the request is allowed, and the backend gets it without the
+// verified claim headers, over plain HTTP and over an upgrade.
+func TestConnectionTestsCanFail(t *testing.T) {
+	s := startStack(t, kindCaddy, stackOptions{mutate: func(c string) string {
+		return regexp.MustCompile(`(?m)^\s*request_header Connection .*\n`).ReplaceAllString(c, "")
+	}})
+	lost := func(t *testing.T, e echo) {
+		t.Helper()
+		if sub, payload := e.claim("X-Jwt-Sub"), e.claim("X-Jwt-Payload"); len(sub) != 0 || len(payload) != 0 {
+			t.Fatalf("without the rewrite the backend still got X-Jwt-Sub %q, X-Jwt-Payload %q; the Connection tests cannot tell the configs apart", sub, payload)
+		}
+	}
+	t.Run("plain", func(t *testing.T) {
+		r := do(t, "GET", s.url+"/protected/headers", "", http.Header{
+			"Authorization": {"Bearer good"}, "Connection": {"keep-alive, X-Jwt-Sub, X-Jwt-Payload"},
+		})
+		if r.status != http.StatusOK {
+			t.Fatalf("status = %d, want 200\n%s", r.status, r.body)
+		}
+		lost(t, r.echo)
+	})
+	t.Run("upgrade", func(t *testing.T) {
+		res, e, _ := rawUpgrade(t, s.url, "/protected/ws", http.Header{
+			"Authorization": {"Bearer good"}, "Connection": {"Upgrade, X-Jwt-Sub, X-Jwt-Payload"}, "Upgrade": {"websocket"},
+		})
+		if res.StatusCode != http.StatusSwitchingProtocols {
+			t.Fatalf("status = %d, want 101", res.StatusCode)
+		}
+		lost(t, e)
+	})
 }
 
 func assertJSONError(t *testing.T, r response) {

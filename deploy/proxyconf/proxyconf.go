@@ -108,6 +108,10 @@ type caddyView struct {
 	Listen, SiteAddress, BindHost, Backend, Authz string
 	ClaimHeaders                                  []header
 	StorageDir                                    string
+	// ConnectionOptionRegexp matches, in one value of a Connection header,
+	// each connection option that names a claim header, with the comma
+	// before it (kept through "$1").
+	ConnectionOptionRegexp string
 }
 
 var (
@@ -194,6 +198,7 @@ func RenderCaddy(c Caddy) ([]byte, error) {
 	if v.ClaimHeaders, err = claimHeaders(c.ClaimHeaders); err != nil {
 		errs = append(errs, fmt.Errorf("claim headers: %w", err))
 	}
+	v.ConnectionOptionRegexp = connectionOptionRegexp(v.ClaimHeaders)
 	if c.StorageDir != "" {
 		if err := absPath(c.StorageDir); err != nil {
 			errs = append(errs, fmt.Errorf("storage dir: %w", err))
@@ -283,6 +288,24 @@ func absPath(p string) error {
 		return fmt.Errorf("%w: path %q (want an absolute path of letters, digits and ._/+@=-)", ErrInvalid, p)
 	}
 	return nil
+}
+
+// connectionOptionRegexp returns the RE2 pattern that the Caddyfile uses to
+// drop from a Connection header value every option naming a claim header:
+// any option starting with x-jwt- or x_jwt_ (in any mix of "-" and "_"),
+// or with the name of a claim header outside that prefix, in any case and
+// after optional whitespace. Caddy's reverse_proxy removes the headers named
+// in Connection (RFC 9110 section 7.6.1) when it forwards, which would
+// otherwise remove the verified claim headers set by the check. Header
+// names are letters, digits and dashes, so they need no quoting.
+func connectionOptionRegexp(hs []header) string {
+	alts := []string{`x[-_]jwt[-_]`}
+	for _, h := range hs {
+		if !h.JwtPrefixed {
+			alts = append(alts, strings.ReplaceAll(strings.ToLower(h.Name), "-", "[-_]"))
+		}
+	}
+	return `(?i)(^|,)[[:space:]]*(` + strings.Join(alts, "|") + `)[^,]*`
 }
 
 func claimHeaders(names []string) ([]header, error) {

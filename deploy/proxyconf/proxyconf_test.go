@@ -4,14 +4,22 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"maps"
+	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
+	"go.yaml.in/yaml/v3"
+
+	"github.com/extauthz/extauthz/authz"
 	"github.com/extauthz/extauthz/deploy/caddy"
 	"github.com/extauthz/extauthz/deploy/nginx"
 	"github.com/extauthz/extauthz/deploy/proxyconf"
+	"github.com/extauthz/extauthz/envoy"
 )
 
 var update = flag.Bool("update", false, "rewrite deploy/nginx/nginx.conf and deploy/caddy/Caddyfile from the templates")
@@ -182,5 +190,153 @@ func TestArgs(t *testing.T) {
 		if _, v, _ := strings.Cut(kv, "="); !strings.HasPrefix(v, "/x") {
 			t.Errorf("CaddyEnv entry %q points outside /x", kv)
 		}
+	}
+}
+
+// connectionRewrite returns the regexp and replacement of the Caddyfile's
+// rewrite of the Connection header.
+func connectionRewrite(t *testing.T, caddyfile []byte) (*regexp.Regexp, string) {
+	t.Helper()
+	m := regexp.MustCompile(`(?m)^\s*request_header Connection (\S+) (\S+)$`).FindSubmatch(caddyfile)
+	if m == nil {
+		t.Fatal("the Caddyfile has no request_header Connection <regexp> <replacement> line")
+	}
+	// Caddy compiles search_regexp with Go's regexp package.
+	re, err := regexp.Compile(string(m[1]))
+	if err != nil {
+		t.Fatalf("Connection regexp %q: %v", m[1], err)
+	}
+	return re, string(m[2])
+}
+
+// connectionOptions is what Caddy's reverse_proxy reads from Connection
+// values: comma-separated options, trimmed, empty ones skipped.
+func connectionOptions(values ...string) []string {
+	var out []string
+	for _, v := range values {
+		for opt := range strings.SplitSeq(v, ",") {
+			if opt = strings.Trim(opt, " \t"); opt != "" {
+				out = append(out, opt)
+			}
+		}
+	}
+	return out
+}
+
+// TestCaddyConnectionRewrite applies the rendered Caddyfile's Connection
+// rewrite (with Go's regexp, as Caddy does) and checks that no remaining
+// option names a claim header, while every other option survives.
+func TestCaddyConnectionRewrite(t *testing.T) {
+	claims := []string{"X-Jwt-Sub", "X-Jwt-Payload", "X-User-Email"}
+	conf, err := proxyconf.RenderCaddy(proxyconf.Caddy{ClaimHeaders: claims})
+	if err != nil {
+		t.Fatal(err)
+	}
+	re, repl := connectionRewrite(t, conf)
+	cases := []struct {
+		name string
+		in   []string
+		want []string
+	}{
+		{name: "the guide's client", in: []string{"keep-alive, X-Jwt-Sub, X-Jwt-Payload"}, want: []string{"keep-alive"}},
+		{name: "only claims", in: []string{"X-Jwt-Sub,X-Jwt-Payload,X-Jwt-Sub"}},
+		{name: "case and whitespace", in: []string{"\tx-JWT-sub ,X-JWT-PAYLOAD\t,Upgrade"}, want: []string{"Upgrade"}},
+		{name: "underscore and mixed spellings", in: []string{"X_Jwt_Sub, x-jwt_payload, X_User-Email"}},
+		{name: "configured header outside the prefix", in: []string{"upgrade, X-User-Email"}, want: []string{"upgrade"}},
+		{name: "any X-Jwt-* name", in: []string{"X-Jwt-Email, close"}, want: []string{"close"}},
+		{name: "several header lines", in: []string{"keep-alive", "X-Jwt-Sub", "Upgrade, X-Jwt-Payload"}, want: []string{"keep-alive", "Upgrade"}},
+		{name: "other options untouched", in: []string{"X-Hop, close, TE, X-Hop-X-Jwt-Sub"}, want: []string{"X-Hop", "close", "TE", "X-Hop-X-Jwt-Sub"}},
+		{name: "empty options", in: []string{", ,X-Jwt-Sub,,"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			out := make([]string, len(tc.in))
+			for i, v := range tc.in {
+				out[i] = re.ReplaceAllString(v, repl)
+			}
+			got := connectionOptions(out...)
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("Connection %q became %q: options %q, want %q", tc.in, out, got, tc.want)
+			}
+			for _, opt := range got {
+				for _, c := range claims {
+					if http.CanonicalHeaderKey(opt) == c {
+						t.Errorf("option %q still removes claim header %s", opt, c)
+					}
+				}
+			}
+		})
+	}
+}
+
+// serverClaimHeaders are the claim headers the ext_authz server sets with
+// the configs this repository ships: its defaults, and the claim_headers of
+// the compose demo's config (none today; the defaults apply).
+func serverClaimHeaders(t *testing.T) []string {
+	t.Helper()
+	var demo struct {
+		ClaimHeaders map[string]string `yaml:"claim_headers"`
+	}
+	if err := yaml.Unmarshal([]byte(envoy.DemoAuthzConfig), &demo); err != nil {
+		t.Fatalf("envoy/extauthz-demo.yaml: %v", err)
+	}
+	set := map[string]bool{}
+	for name := range maps.Keys(authz.DefaultClaimHeaders) {
+		set[http.CanonicalHeaderKey(name)] = true
+	}
+	for name := range maps.Keys(demo.ClaimHeaders) {
+		set[http.CanonicalHeaderKey(name)] = true
+	}
+	return slices.Sorted(maps.Keys(set))
+}
+
+// TestDefaultsCoverServerClaimHeaders: nginx cannot delete headers by
+// prefix, so it overwrites exactly the claim headers it was rendered with,
+// and a claim header the server sets but nginx.conf does not list is passed
+// from the client to the backend unchanged. The committed configs (the
+// zero-value renderings) must therefore list every claim header the server
+// sets with the shipped configs; so must the Caddyfile, which copies only
+// the listed ones.
+func TestDefaultsCoverServerClaimHeaders(t *testing.T) {
+	server := serverClaimHeaders(t)
+	var defaults []string
+	for _, h := range proxyconf.DefaultClaimHeaders {
+		defaults = append(defaults, http.CanonicalHeaderKey(h))
+	}
+	slices.Sort(defaults)
+	if !slices.Equal(defaults, server) {
+		t.Errorf("proxyconf.DefaultClaimHeaders = %q, but the server sets %q (authz.DefaultClaimHeaders, envoy/extauthz-demo.yaml)", defaults, server)
+	}
+	re, repl := connectionRewrite(t, []byte(caddy.Config))
+	for _, h := range server {
+		t.Run(h, func(t *testing.T) {
+			v := strings.ReplaceAll(strings.ToLower(h), "-", "_")
+			q := regexp.QuoteMeta
+			nginxWant := []string{
+				`(?m)^\s*auth_request_set \$extauthz_` + v + ` \$upstream_http_` + v + `;$`,
+				`(?mi)^\s*proxy_set_header ` + q(h) + ` \$extauthz_` + v + `;$`,
+			}
+			for _, w := range nginxWant {
+				if !regexp.MustCompile(w).MatchString(nginx.Config) {
+					t.Errorf("deploy/nginx/nginx.conf does not overwrite %s (no line matching %s): a client's %s would reach the backend", h, w, h)
+				}
+			}
+			caddyWant := []string{
+				`(?mi)^\s*request_header @has_` + v + ` ` + q(h) + ` \{rp\.header\.` + q(h) + `\}$`,
+			}
+			if strings.HasPrefix(strings.ToLower(h), "x-jwt-") {
+				caddyWant = append(caddyWant, `(?m)^\s*request_header -X-Jwt-\*$`, `(?m)^\s*request_header -X_Jwt_\*$`)
+			} else {
+				caddyWant = append(caddyWant, `(?mi)^\s*request_header -`+q(h)+`$`, `(?mi)^\s*request_header -`+q(strings.ReplaceAll(h, "-", "_"))+`$`)
+			}
+			for _, w := range caddyWant {
+				if !regexp.MustCompile(w).MatchString(caddy.Config) {
+					t.Errorf("deploy/caddy/Caddyfile has no line matching %s for %s", w, h)
+				}
+			}
+			if got := connectionOptions(re.ReplaceAllString("keep-alive, "+h, repl)); !slices.Equal(got, []string{"keep-alive"}) {
+				t.Errorf("the Caddyfile's Connection rewrite leaves %q for %q; %s would be removed after the check set it", got, "keep-alive, "+h, h)
+			}
+		})
 	}
 }

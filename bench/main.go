@@ -184,6 +184,7 @@ type harness struct {
 	cache   cacheInfo
 	results []result
 	started time.Time
+	loadAvg string // /proc/loadavg when the run started
 }
 
 // result is one measured run.
@@ -195,6 +196,7 @@ type result struct {
 	RateLimit   int    `json:"rate_limit,omitempty"` // requests/s asked of ghz; 0: unlimited
 	load
 	Memory memory `json:"memory"`
+	CPU    cpuUse `json:"cpu"`
 	// MemoryBefore is the memory after the warm-up (fill run only).
 	MemoryBefore *memory `json:"memory_before,omitempty"`
 	Note         string  `json:"note,omitempty"`
@@ -205,7 +207,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	h := &harness{cfg: cfg, stdout: stdout, log: stderr, started: time.Now()}
+	h := &harness{cfg: cfg, stdout: stdout, log: stderr, started: time.Now(), loadAvg: loadAverage()}
 	if h.root, err = moduleRoot(ctx); err != nil {
 		return err
 	}
@@ -434,6 +436,10 @@ func (h *harness) measure(ctx context.Context, t *target, mode, tc string, rate 
 		return r, in.main().failure(err)
 	}
 	before, _ := scrapeChecks(ctx, in.metricsURL)
+	meter, err := startCPUMeter(in.main().cmd.Process.Pid)
+	if err != nil {
+		return r, err
+	}
 	switch mode {
 	case modeGRPC:
 		run := h.ghz(in.grpcAddr, h.files.grpcHit, h.cfg.grpcRequests, rate)
@@ -470,6 +476,9 @@ func (h *harness) measure(ctx context.Context, t *target, mode, tc string, rate 
 	if err != nil {
 		return r, in.main().failure(err)
 	}
+	if r.CPU, err = meter.stop(r.genCPU); err != nil {
+		return r, in.main().failure(err)
+	}
 	if r.Memory, err = memoryOf(in.main().cmd.Process.Pid); err != nil {
 		return r, in.main().failure(err)
 	}
@@ -500,8 +509,9 @@ func rateSuffix(rate int) string {
 }
 
 func summary(r result) string {
-	return fmt.Sprintf("%d req in %s: %.0f req/s, p50 %s, p99 %s, p99.9 %s, errors %d, RSS %s",
-		r.Requests, r.Elapsed.Round(time.Millisecond), r.RPS, fmtDur(r.P50), fmtDur(r.P99), fmtDur(r.P999), r.Errors, fmtBytes(r.Memory.RSS))
+	return fmt.Sprintf("%d req in %s: %.0f req/s, p50 %s, p99 %s, p99.9 %s, errors %d, RSS %s, CPU/req %s, other load %s",
+		r.Requests, r.Elapsed.Round(time.Millisecond), r.RPS, fmtDur(r.P50), fmtDur(r.P99), fmtDur(r.P999), r.Errors,
+		fmtBytes(r.Memory.RSS), fmtCPUPerReq(r), fmtShare(r.CPU.Other))
 }
 
 func (h *harness) ghz(addr, data string, total, rate int) ghzRun {
@@ -630,6 +640,19 @@ func scrapeChecks(ctx context.Context, url string) (checkCounts, bool) {
 		}
 	}
 	return c, found && sc.Err() == nil
+}
+
+// loadAverage is the 1, 5 and 15 minute load averages of /proc/loadavg.
+func loadAverage() string {
+	raw, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(raw))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
 }
 
 func randomHex(n int) (string, error) {

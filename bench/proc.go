@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -190,4 +191,115 @@ func portFree(addr string) bool {
 	}
 	l.Close()
 	return true
+}
+
+// clockTick is USER_HZ, the unit of /proc's CPU times: 100 on every Linux
+// architecture Go supports.
+const clockTick = 10 * time.Millisecond
+
+// cpuBusy returns the CPU time all CPUs spent busy since boot, from the
+// first line of /proc/stat (everything but idle and iowait).
+func cpuBusy() (time.Duration, error) {
+	raw, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	line, _, _ := strings.Cut(string(raw), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return 0, fmt.Errorf("/proc/stat: unexpected %q", line)
+	}
+	var busy int64
+	for i, v := range f[1:] {
+		if i >= 8 { // guest and guest_nice are already in user and nice
+			break
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/stat: %w", err)
+		}
+		if i != 3 && i != 4 { // idle, iowait
+			busy += n
+		}
+	}
+	return time.Duration(busy) * clockTick, nil
+}
+
+// processCPU returns the user+system CPU time of pid, from /proc/<pid>/stat.
+func processCPU(pid int) (time.Duration, error) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	return parseProcStat(string(raw))
+}
+
+func parseProcStat(s string) (time.Duration, error) {
+	// The command name is in parentheses and may hold spaces: fields are
+	// counted from the last ')'. utime and stime are fields 14 and 15.
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, errors.New("/proc/pid/stat: no command name")
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0, errors.New("/proc/pid/stat: too few fields")
+	}
+	var total int64
+	for _, v := range f[11:13] {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/pid/stat: %w", err)
+		}
+		total += n
+	}
+	return time.Duration(total) * clockTick, nil
+}
+
+// cpuMeter measures, over one run, the CPU time of the target and of the
+// whole machine; with the load generator's own CPU time it tells how much
+// the rest of the machine took, since the CPUs are shared.
+type cpuMeter struct {
+	pid          int
+	busy, target time.Duration
+	start        time.Time
+}
+
+func startCPUMeter(pid int) (*cpuMeter, error) {
+	busy, err := cpuBusy()
+	if err != nil {
+		return nil, err
+	}
+	target, err := processCPU(pid)
+	if err != nil {
+		return nil, err
+	}
+	return &cpuMeter{pid: pid, busy: busy, target: target, start: time.Now()}, nil
+}
+
+// cpuUse is the CPU accounting of one run.
+type cpuUse struct {
+	Target  time.Duration `json:"target_ns"`   // CPU time of the target
+	LoadGen time.Duration `json:"load_gen_ns"` // CPU time of ghz or wrk
+	// Other is the share of all CPUs, over the run, that went to other
+	// processes: 0 on a quiet machine.
+	Other float64 `json:"other"`
+}
+
+func (m *cpuMeter) stop(loadGen time.Duration) (cpuUse, error) {
+	elapsed := time.Since(m.start)
+	busy, err := cpuBusy()
+	if err != nil {
+		return cpuUse{}, err
+	}
+	target, err := processCPU(m.pid)
+	if err != nil {
+		return cpuUse{}, err
+	}
+	u := cpuUse{Target: target - m.target, LoadGen: loadGen}
+	other := (busy - m.busy) - u.Target - loadGen
+	if capacity := elapsed * time.Duration(runtime.NumCPU()); capacity > 0 && other > 0 {
+		u.Other = min(1, float64(other)/float64(capacity))
+	}
+	return u, nil
 }

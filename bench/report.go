@@ -35,12 +35,13 @@ type report struct {
 }
 
 type machine struct {
-	CPU    string `json:"cpu"`
-	CPUs   int    `json:"cpus"`
-	Memory int64  `json:"memory_bytes"`
-	OS     string `json:"os"`
-	Kernel string `json:"kernel"`
-	Go     string `json:"go"`
+	LoadAvg string `json:"load_average"` // at the start and at the end
+	CPU     string `json:"cpu"`
+	CPUs    int    `json:"cpus"`
+	Memory  int64  `json:"memory_bytes"`
+	OS      string `json:"os"`
+	Kernel  string `json:"kernel"`
+	Go      string `json:"go"`
 }
 
 type serverInfo struct {
@@ -91,7 +92,7 @@ func (h *harness) buildReport() *report {
 	rep := &report{
 		Date:    h.started.UTC(),
 		Command: commandLine(c.args),
-		Machine: readMachine(),
+		Machine: readMachine(h.loadAvg + " at the start, " + loadAverage() + " at the end"),
 		Server:  serverInfo{Version: h.cache.version, CacheFlags: h.cache.flags, ExtraArgs: c.serverArgs},
 		Settings: settings{
 			Concurrency: c.concurrency, GRPCRequests: c.grpcRequests, GRPCWarmup: c.grpcWarmup, GRPCConns: c.grpcConns,
@@ -211,7 +212,8 @@ func (h *harness) markdown(rep *report) string {
 	p("- Date: %s\n", rep.Date.Format("2006-01-02 15:04 MST"))
 	p("- Command: `%s` (took %s)\n", rep.Command, rep.Took)
 	p("- Machine: %s, %d logical CPUs, %s RAM; %s, Linux %s; %s\n", m.CPU, m.CPUs, fmtBytes(m.Memory), m.OS, m.Kernel, m.Go)
-	p("- The load generator and the target share these CPUs; targets run one at a time, each started fresh for each run.\n")
+	p("- The load generator and the target share these CPUs; targets run one at a time, each started fresh for each run. ")
+	p("Load average (1, 5, 15 min): %s. *other load* below is the share of all CPUs that processes other than the target and the load generator took during the run (from `/proc/stat`).\n", m.LoadAvg)
 	cache := "no token cache in this build"
 	if len(rep.Server.CacheFlags) > 0 {
 		cache = "token cache settings: `--" + strings.Join(rep.Server.CacheFlags, "`, `--") + "` (defaults unless below)"
@@ -232,6 +234,9 @@ func (h *harness) markdown(rep *report) string {
 		switch {
 		case t.Skipped != "":
 			p("  - %s: **skipped**, %s\n", t.Label, t.Skipped)
+		case t.Name == targetFlask:
+			p("  - %s: %s; `/usr/bin/python3 app.py` (Flask development server, as the guide runs it); JWKS fetched %d time(s) from `%s` over TLS through the harness's CONNECT proxy\n",
+				t.Label, cmpOrString(t.Version, "version unknown"), h.idp.tlsHits.Load(), issuer+jwksPath)
 		default:
 			p("  - %s: %s\n", t.Label, cmpOrString(t.Version, "version unknown"))
 		}
@@ -243,8 +248,8 @@ func (h *harness) markdown(rep *report) string {
 		} else {
 			p("\n### HTTP: forward-auth check over loopback (wrk)\n\n")
 		}
-		p("| target | tokens | requests | req/s | ÷ (a) | p50 | p99 | p99.9 | errors | RSS after |\n")
-		p("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+		p("| target | tokens | requests | req/s | ÷ (a) | p50 | p99 | p99.9 | errors | RSS after | target CPU/req | other load |\n")
+		p("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 		rows := false
 		for _, t := range h.order {
 			for _, tc := range []string{caseHit, caseMiss} {
@@ -257,12 +262,13 @@ func (h *harness) markdown(rep *report) string {
 				if nop, ok := h.find(mode, targetNop, tc, false); ok && nop.RPS > 0 {
 					vsNop = fmtRatio(r.RPS / nop.RPS)
 				}
-				p("| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s |\n", t.Label, tc, r.Requests, fmtInt(r.RPS), vsNop,
-					fmtDur(r.P50), fmtDur(r.P99), fmtDur(r.P999), fmtErrors(r.load), fmtBytes(r.Memory.RSS))
+				p("| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", t.Label, tc, r.Requests, fmtInt(r.RPS), vsNop,
+					fmtDur(r.P50), fmtDur(r.P99), fmtDur(r.P999), fmtErrors(r.load), fmtBytes(r.Memory.RSS),
+					fmtCPUPerReq(r), fmtShare(r.CPU.Other))
 			}
 		}
 		if !rows {
-			p("| (no runs) | | | | | | | | | |\n")
+			p("| (no runs) | | | | | | | | | | | |\n")
 		}
 		if notes := h.notes(mode); len(notes) > 0 {
 			p("\n%s\n", strings.Join(notes, "\n"))
@@ -276,12 +282,12 @@ func (h *harness) markdown(rep *report) string {
 			}
 			if len(half) > 0 {
 				p("\n#### extauthz at half of its saturation throughput (ghz `--rps`, %s)\n\n", s.HalfDuration)
-				p("| tokens | saturation req/s | asked req/s | achieved req/s | p50 | p99 | p99.9 | errors |\n")
-				p("|---|--:|--:|--:|--:|--:|--:|--:|\n")
+				p("| tokens | saturation req/s | asked req/s | achieved req/s | p50 | p99 | p99.9 | errors | target CPU/req | other load |\n")
+				p("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 				for _, r := range half {
 					sat, _ := h.find(modeGRPC, targetOurs, r.Case, false)
-					p("| %s | %s | %s | %s | %s | %s | %s | %s |\n", r.Case, fmtInt(sat.RPS), fmtInt(float64(r.RateLimit)), fmtInt(r.RPS),
-						fmtDur(r.P50), fmtDur(r.P99), fmtDur(r.P999), fmtErrors(r.load))
+					p("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.Case, fmtInt(sat.RPS), fmtInt(float64(r.RateLimit)), fmtInt(r.RPS),
+						fmtDur(r.P50), fmtDur(r.P99), fmtDur(r.P999), fmtErrors(r.load), fmtCPUPerReq(r), fmtShare(r.CPU.Other))
 				}
 			}
 		}
@@ -345,6 +351,19 @@ func (h *harness) notes(mode string) []string {
 		}
 	}
 	return out
+}
+
+// fmtCPUPerReq is the target's CPU time per request.
+func fmtCPUPerReq(r result) string {
+	if r.Requests == 0 || r.CPU.Target <= 0 {
+		return "–"
+	}
+	return fmtDur(r.CPU.Target / time.Duration(r.Requests))
+}
+
+// fmtShare formats a share of all CPUs as a percentage.
+func fmtShare(v float64) string {
+	return fmt.Sprintf("%.0f%%", 100*v)
 }
 
 func modeName(mode string) string {
@@ -424,8 +443,8 @@ func commandLine(args []string) string {
 	return strings.Join(parts, " ")
 }
 
-func readMachine() machine {
-	m := machine{CPUs: runtime.NumCPU(), Go: runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH}
+func readMachine(loadAvg string) machine {
+	m := machine{LoadAvg: loadAvg, CPUs: runtime.NumCPU(), Go: runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH}
 	if raw, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		sc := bufio.NewScanner(bytes.NewReader(raw))
 		n := 0

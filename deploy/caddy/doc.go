@@ -3,6 +3,16 @@
 // Caddyfile.tmpl, a Go text/template, and Caddyfile, its rendering with the
 // default addresses.
 //
+// The config deletes every client-sent X-Jwt-* header (and each configured
+// claim header outside that prefix) before the check, and copies only the
+// claim headers it was rendered with from the check's answer; pass the
+// server's claim_headers as proxyconf.Caddy.ClaimHeaders. It also cuts the
+// options naming claim headers out of the client's Connection header:
+// reverse_proxy removes the headers Connection names when it forwards
+// (RFC 9110, section 7.6.1), which would otherwise take the verified claim
+// headers off an allowed request. The other options keep their meaning, so
+// WebSocket and other upgrades still work.
+//
 // The package has no logic; render the template with
 // github.com/extauthz/extauthz/deploy/proxyconf. It carries no stability
 // promise.

@@ -7,6 +7,13 @@
 // start real nginx and Caddy processes with NginxArgs, CaddyArgs and
 // CaddyEnv.
 //
+// Both configs protect exactly the claim headers they are rendered with
+// (Nginx.ClaimHeaders, Caddy.ClaimHeaders); render them with the ext_authz
+// server's claim_headers and again whenever those change. Core nginx cannot
+// delete headers by prefix, so an unlisted claim header can be forged
+// through nginx unless Nginx.HeadersMoreModule is set (see
+// github.com/extauthz/extauthz/deploy/nginx).
+//
 // Every substituted value is checked against a narrow character set before
 // rendering, so a value cannot add directives to the generated file.
 //

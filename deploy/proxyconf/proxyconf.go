@@ -46,7 +46,22 @@ type Nginx struct {
 	// upstream request, overwriting (or, when the answer lacks one,
 	// removing) any client-sent header of the same name. Names are
 	// letters, digits and dashes. Defaults to DefaultClaimHeaders.
+	//
+	// List every header of the server's claim_headers. Core nginx cannot
+	// delete headers by prefix, so these are the only claim headers the
+	// config protects (unless HeadersMoreModule is set): a claim header the
+	// server sets but this list lacks reaches the backend with the value
+	// the client sent, if any.
 	ClaimHeaders []string
+	// HeadersMoreModule is the absolute path of the third-party headers-more
+	// module, ngx_http_headers_more_filter_module.so (Debian and Ubuntu
+	// package libnginx-mod-http-headers-more-filter installs it in
+	// /usr/lib/nginx/modules). When set, the config loads it and deletes
+	// every client-sent X-Jwt-* header, and each claim header outside that
+	// prefix, before the check, as the Caddyfile does; a claim header
+	// missing from ClaimHeaders then cannot be forged either. Empty, the
+	// default, needs core nginx only.
+	HeadersMoreModule string
 	// StateDir is an absolute directory for the pid file and the temp
 	// directories; it must exist. Empty means relative to nginx's -p
 	// prefix.
@@ -73,7 +88,9 @@ type Caddy struct {
 	Authz string
 	// ClaimHeaders are the headers copied from the check's 2xx answer to the
 	// upstream request; client-sent headers of these names (and of the
-	// X-Jwt-* prefix) are always deleted first. Defaults to
+	// X-Jwt-* prefix) are always deleted first, and Connection options
+	// naming them are dropped. List every header of the server's
+	// claim_headers: others are not copied. Defaults to
 	// DefaultClaimHeaders.
 	ClaimHeaders []string
 	// StorageDir is an absolute directory for Caddy's storage (certificates,
@@ -92,6 +109,7 @@ type header struct {
 type nginxView struct {
 	Listen, Backend, Authz       string
 	ClaimHeaders                 []header
+	HeadersMoreModule            string
 	PIDFile, ErrorLog, AccessLog string
 	stateDir                     string
 }
@@ -145,6 +163,14 @@ func RenderNginx(c Nginx) ([]byte, error) {
 	}
 	if v.ClaimHeaders, err = claimHeaders(c.ClaimHeaders); err != nil {
 		errs = append(errs, fmt.Errorf("claim headers: %w", err))
+	}
+	if c.HeadersMoreModule != "" {
+		if err := absPath(c.HeadersMoreModule); err != nil {
+			errs = append(errs, fmt.Errorf("headers-more module: %w", err))
+		} else if !strings.HasSuffix(c.HeadersMoreModule, ".so") {
+			errs = append(errs, fmt.Errorf("headers-more module: %w: %q does not end in .so", ErrInvalid, c.HeadersMoreModule))
+		}
+		v.HeadersMoreModule = c.HeadersMoreModule
 	}
 	if c.StateDir != "" {
 		if err := absPath(c.StateDir); err != nil {

@@ -87,8 +87,13 @@ func TestRenderNginx(t *testing.T) {
 			t.Errorf("rendered nginx.conf lacks %q", want)
 		}
 	}
-	if bytes.Contains(got, []byte("X-Jwt-Payload")) {
+	if bytes.Contains(got, []byte("X-Jwt-Payload $")) {
 		t.Error("rendered nginx.conf copies X-Jwt-Payload, which was not asked for")
+	}
+	for _, directive := range []string{"load_module", "more_clear_input_headers"} {
+		if regexp.MustCompile(`(?m)^\s*` + directive + `\s`).Match(got) {
+			t.Errorf("rendered nginx.conf has a %s directive without HeadersMoreModule", directive)
+		}
 	}
 	if bytes.Contains(got, []byte("{{")) {
 		t.Error("rendered nginx.conf contains template syntax")
@@ -100,6 +105,31 @@ func TestRenderNginx(t *testing.T) {
 	}
 	if !bytes.Contains(allIfaces, []byte("listen 8081;")) {
 		t.Error(`Listen ":8081" did not render "listen 8081;"`)
+	}
+}
+
+func TestRenderNginxHeadersMore(t *testing.T) {
+	const mod = "/usr/lib/nginx/modules/ngx_http_headers_more_filter_module.so"
+	got, err := proxyconf.RenderNginx(proxyconf.Nginx{ClaimHeaders: []string{"X-Jwt-Sub", "X-User-Email"}, HeadersMoreModule: mod})
+	if err != nil {
+		t.Fatal(err)
+	}
+	loadAt := bytes.Index(got, []byte("\nload_module "+mod+";\n"))
+	if loadAt < 0 || loadAt > bytes.Index(got, []byte("\nhttp {")) {
+		t.Errorf("rendered nginx.conf does not load %s in the main context", mod)
+	}
+	clear := []byte("more_clear_input_headers 'X-Jwt-*' 'X_Jwt_*' 'X-User-Email';\n")
+	clearAt, authAt := bytes.Index(got, clear), bytes.Index(got, []byte("auth_request /_extauthz;"))
+	if clearAt < 0 || clearAt > authAt || clearAt < bytes.Index(got, []byte("location / {")) {
+		t.Errorf("rendered nginx.conf lacks %q in location / before auth_request", clear)
+	}
+	for _, want := range []string{
+		"proxy_set_header X-Jwt-Sub $extauthz_x_jwt_sub;",
+		"proxy_set_header X-User-Email $extauthz_x_user_email;",
+	} {
+		if !bytes.Contains(got, []byte(want)) {
+			t.Errorf("rendered nginx.conf lacks %q", want)
+		}
 	}
 }
 
@@ -166,6 +196,9 @@ func TestRenderRejects(t *testing.T) {
 		{name: "state dir with semicolon", nginx: proxyconf.Nginx{StateDir: "/tmp/x;y"}, caddy: proxyconf.Caddy{StorageDir: "/tmp/x }"}},
 		{name: "dotdot state dir", nginx: proxyconf.Nginx{StateDir: "/tmp/../etc"}, caddy: proxyconf.Caddy{StorageDir: "/tmp/../etc"}},
 		{name: "bad logs", nginx: proxyconf.Nginx{ErrorLog: "syslog:server=evil", AccessLog: "relative.log"}, caddy: proxyconf.Caddy{Listen: "localhost"}},
+		{name: "relative module", nginx: proxyconf.Nginx{HeadersMoreModule: "modules/ngx_http_headers_more_filter_module.so"}, caddy: proxyconf.Caddy{Listen: ":x"}},
+		{name: "module not a .so", nginx: proxyconf.Nginx{HeadersMoreModule: "/etc/passwd"}, caddy: proxyconf.Caddy{Listen: ":99999"}},
+		{name: "module path injection", nginx: proxyconf.Nginx{HeadersMoreModule: "/x.so; include /etc/nginx/evil.conf; #.so"}, caddy: proxyconf.Caddy{Backend: "a b:1"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

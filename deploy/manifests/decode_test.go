@@ -186,7 +186,14 @@ type kustomization struct {
 	Resources  []string `json:"resources,omitempty"`
 	Components []string `json:"components,omitempty"`
 	Patches    []struct {
-		Path string `json:"path"`
+		Path   string `json:"path,omitempty"`
+		Patch  string `json:"patch,omitempty"` // an inline JSON 6902 or strategic-merge patch
+		Target *struct {
+			Group   string `json:"group,omitempty"`
+			Version string `json:"version,omitempty"`
+			Kind    string `json:"kind,omitempty"`
+			Name    string `json:"name,omitempty"`
+		} `json:"target,omitempty"`
 	} `json:"patches,omitempty"`
 	Images []struct {
 		Name    string `json:"name"`

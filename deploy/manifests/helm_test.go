@@ -51,6 +51,9 @@ func TestHelmLint(t *testing.T) {
 		{name: "misspelt key", args: []string{"--set", "replicaCont=3"}, wantErr: true},
 		{name: "string replicas", args: []string{"--set", "replicaCount=two"}, wantErr: true},
 		{name: "tls without secret", args: []string{"--set", "tls.enabled=true"}, wantErr: true},
+		{name: "mutual TLS without TLS", args: []string{"--set", "tls.clientCA.enabled=true"}, wantErr: true},
+		{name: "JWKS CA without secret", args: []string{"--set", "jwksCA.enabled=true"}, wantErr: true},
+		{name: "old tls.caKey", args: []string{"--set", "tls.caKey=ca.crt"}, wantErr: true},
 		{name: "duration without unit", args: []string{"--set", "clockSkew=60"}, wantErr: true},
 		{name: "cpu target over 100", args: []string{"--set", "autoscaling.targetCPUUtilizationPercentage=150"}, wantErr: true},
 		{name: "unknown log format", args: []string{"--set", "logFormat=xml"}, wantErr: true},
@@ -121,8 +124,11 @@ func TestHelmTemplate(t *testing.T) {
 				if !reflect.DeepEqual(w.config.Providers, kube.config.Providers) || !reflect.DeepEqual(w.config.Rules, kube.config.Rules) {
 					t.Errorf("providers/rules differ from deploy/kubernetes/configmap.yaml:\n%+v\n%+v", w.config, kube.config)
 				}
-				if hasSecretVolume(w, "") || slices.ContainsFunc(w.container().Env, func(e corev1.EnvVar) bool { return e.Name == "SSL_CERT_FILE" }) {
-					t.Errorf("TLS pieces rendered with tls.enabled=false")
+				if hasSecretVolume(w, "") || slices.ContainsFunc(w.container().Env, func(e corev1.EnvVar) bool { return slices.Contains(secretFileVars, e.Name) }) {
+					t.Errorf("TLS pieces rendered with tls and jwksCA disabled")
+				}
+				if w.container().StartupProbe.GRPC == nil {
+					t.Errorf("startup probe %+v, want gRPC health without TLS", w.container().StartupProbe)
 				}
 			},
 		},
@@ -139,8 +145,25 @@ func TestHelmTemplate(t *testing.T) {
 				if r := w.deployment.Spec.Replicas; r == nil || *r != 3 {
 					t.Errorf("replicas = %v, want 3 with autoscaling off", r)
 				}
-				if !hasSecretVolume(w, "extauthz-idp-ca") {
-					t.Errorf("no volume from Secret extauthz-idp-ca")
+				// Serving TLS and mutual TLS from the cert-manager Secret, the
+				// JWKS CA from its own.
+				wantEnv := map[string]string{
+					"AUTHZ_TLS_CERT_FILE":      "/etc/extauthz-tls/tls.crt",
+					"AUTHZ_TLS_KEY_FILE":       "/etc/extauthz-tls/tls.key",
+					"AUTHZ_TLS_CLIENT_CA_FILE": "/etc/extauthz-client-ca/ca.crt",
+					"AUTHZ_JWKS_CA_FILE":       "/etc/extauthz-jwks-ca/ca.crt",
+				}
+				checkSecretEnv(t, w, wantEnv)
+				for _, secret := range []string{"extauthz-serving-tls", "extauthz-idp-ca"} {
+					if !hasSecretVolume(w, secret) {
+						t.Errorf("no volume from Secret %s", secret)
+					}
+				}
+				if p := w.container().StartupProbe; p.HTTPGet == nil || p.HTTPGet.Path != "/readyz" {
+					t.Errorf("startup probe %+v, want /readyz on the admin port with TLS", p)
+				}
+				if w.config.TLSCertFile != wantEnv["AUTHZ_TLS_CERT_FILE"] || w.config.TLSClientCAFile != wantEnv["AUTHZ_TLS_CLIENT_CA_FILE"] || w.config.JWKSCAFile != wantEnv["AUTHZ_JWKS_CA_FILE"] {
+					t.Errorf("the server would load TLS %q, client CA %q, JWKS CA %q from the rendered settings", w.config.TLSCertFile, w.config.TLSClientCAFile, w.config.JWKSCAFile)
 				}
 				if got, want := claimHeaders(w.config), []string{"x-jwt-email", "x-jwt-sub"}; !slices.Equal(got, want) {
 					t.Errorf("claim headers %v, want %v", got, want)

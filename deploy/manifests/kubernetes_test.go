@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"os/exec"
 	"path"
@@ -97,6 +98,16 @@ func checkKubernetes(files map[string][]byte) (*workload, string, error) {
 			continue
 		}
 		for _, pt := range k.Patches {
+			if (pt.Path == "") == (pt.Patch == "") {
+				p.addf("%s: a patch needs a path or an inline patch, not both", name)
+				continue
+			}
+			if pt.Patch != "" {
+				if pt.Target == nil || pt.Target.Kind == "" || pt.Target.Name == "" {
+					p.addf("%s: an inline patch needs a target kind and name", name)
+				}
+				continue
+			}
 			if _, ok := files[path.Join(path.Dir(name), pt.Path)]; !ok {
 				p.addf("%s: patch %s does not exist", name, pt.Path)
 			}
@@ -195,64 +206,163 @@ func copyDir(t *testing.T, dir string) string {
 	return dst
 }
 
-// TestKustomizeBuild builds the kustomization, alone and with the private-CA
-// component, and checks what kustomize outputs.
+// TestKustomizeBuild builds the kustomization, alone and with its optional
+// components, and checks what kustomize outputs.
 func TestKustomizeBuild(t *testing.T) {
 	bin := peerBinary(t, "kustomize", "KUSTOMIZE_BIN", "go install sigs.k8s.io/kustomize/kustomize/v5@v5.8.2")
+	tlsEnv := map[string]string{"AUTHZ_TLS_CERT_FILE": "/etc/extauthz-tls/tls.crt", "AUTHZ_TLS_KEY_FILE": "/etc/extauthz-tls/tls.key"}
 	tests := []struct {
-		name       string
-		components []string
-		wantCAFile string
+		name        string
+		components  []string
+		wantEnv     map[string]string // the Secret-file variables, exactly
+		wantSecrets []string
+		wantErr     string // the checks must fail naming this
 	}{
 		{name: "base"},
-		{name: "private-ca", components: []string{"components/private-ca"}, wantCAFile: "/etc/extauthz-tls/ca.crt"},
+		{name: "private-ca", components: []string{"components/private-ca"},
+			wantEnv: map[string]string{"AUTHZ_JWKS_CA_FILE": "/etc/extauthz-jwks-ca/ca.crt"}, wantSecrets: []string{"extauthz-idp-ca"}},
+		{name: "tls", components: []string{"components/tls"}, wantEnv: tlsEnv, wantSecrets: []string{"extauthz-tls"}},
+		{name: "tls and mtls", components: []string{"components/tls", "components/mtls"},
+			wantEnv:     map[string]string{"AUTHZ_TLS_CERT_FILE": "/etc/extauthz-tls/tls.crt", "AUTHZ_TLS_KEY_FILE": "/etc/extauthz-tls/tls.key", "AUTHZ_TLS_CLIENT_CA_FILE": "/etc/extauthz-client-ca/ca.crt"},
+			wantSecrets: []string{"extauthz-tls"}},
+		{name: "everything", components: []string{"components/private-ca", "components/tls", "components/mtls"},
+			wantEnv: map[string]string{"AUTHZ_TLS_CERT_FILE": "/etc/extauthz-tls/tls.crt", "AUTHZ_TLS_KEY_FILE": "/etc/extauthz-tls/tls.key",
+				"AUTHZ_TLS_CLIENT_CA_FILE": "/etc/extauthz-client-ca/ca.crt", "AUTHZ_JWKS_CA_FILE": "/etc/extauthz-jwks-ca/ca.crt"},
+			wantSecrets: []string{"extauthz-tls", "extauthz-idp-ca"}},
+		{name: "mtls without tls", components: []string{"components/mtls"}, wantErr: "mutual TLS needs --tls-cert-file"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := copyDir(t, kubeDir)
-			if len(tc.components) > 0 {
-				k := filepath.Join(dir, "kustomization.yaml")
-				data, err := os.ReadFile(k)
-				if err != nil {
-					t.Fatal(err)
+			w := kustomizeBuild(t, bin, tc.components...)
+			err := w.check()
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("check() = %v, want a problem naming %q", err, tc.wantErr)
 				}
-				data = append(data, "components:\n"...)
-				for _, c := range tc.components {
-					data = append(data, "  - "+c+"\n"...)
-				}
-				if err := os.WriteFile(k, data, 0o644); err != nil {
-					t.Fatal(err)
-				}
+				return
 			}
-			cmd := exec.CommandContext(t.Context(), bin, "build", dir)
-			out, err := cmd.Output()
 			if err != nil {
-				t.Fatalf("kustomize build: %v\n%s", err, stderrOf(err))
-			}
-			objs, err := decodeAll("kustomize build", out)
-			if err != nil {
-				t.Fatal(err)
-			}
-			w, err := collectWorkload(objs)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := w.check(); err != nil {
 				t.Fatalf("checks:\n%v", err)
 			}
-			var got string
-			for _, e := range w.container().Env {
-				if e.Name == "SSL_CERT_FILE" {
-					got = e.Value
+			checkSecretEnv(t, w, tc.wantEnv)
+			for _, secret := range tc.wantSecrets {
+				if !hasSecretVolume(w, secret) {
+					t.Errorf("no volume from Secret %s", secret)
 				}
 			}
-			if got != tc.wantCAFile {
-				t.Errorf("SSL_CERT_FILE = %q, want %q", got, tc.wantCAFile)
-			}
-			if tc.wantCAFile != "" && !hasSecretVolume(w, "extauthz-idp-ca") {
-				t.Errorf("no volume from Secret extauthz-idp-ca")
+			_, servingTLS := tc.wantEnv["AUTHZ_TLS_CERT_FILE"]
+			if p := w.container().StartupProbe; servingTLS != (p.HTTPGet != nil) || servingTLS == (p.GRPC != nil) {
+				t.Errorf("startup probe %+v: want /readyz with serving TLS, gRPC health without", p)
 			}
 		})
+	}
+}
+
+// TestTLSWiringChecksFail breaks the TLS wiring of the built components in
+// the ways the checks must catch.
+func TestTLSWiringChecksFail(t *testing.T) {
+	bin := peerBinary(t, "kustomize", "KUSTOMIZE_BIN", "go install sigs.k8s.io/kustomize/kustomize/v5@v5.8.2")
+	base := kustomizeBuild(t, bin, "components/tls", "components/mtls")
+	if err := base.check(); err != nil {
+		t.Fatalf("baseline:\n%v", err)
+	}
+	tests := []struct {
+		name   string
+		mutate func(c *corev1.Container, spec *corev1.PodSpec)
+		want   string
+	}{
+		{name: "grpc startup probe", want: "cannot speak TLS", mutate: func(c *corev1.Container, _ *corev1.PodSpec) {
+			c.StartupProbe.HTTPGet = nil
+			c.StartupProbe.GRPC = &corev1.GRPCAction{Port: 9191}
+		}},
+		{name: "subPath mount", want: "subPath", mutate: func(c *corev1.Container, _ *corev1.PodSpec) {
+			for i, m := range c.VolumeMounts {
+				if m.Name == "tls" {
+					c.VolumeMounts[i].MountPath = "/etc/extauthz-tls/tls.crt"
+					c.VolumeMounts[i].SubPath = "tls.crt"
+				}
+			}
+		}},
+		{name: "key from a ConfigMap", want: "AUTHZ_TLS_KEY_FILE", mutate: func(c *corev1.Container, _ *corev1.PodSpec) {
+			for i, e := range c.Env {
+				if e.Name == "AUTHZ_TLS_KEY_FILE" {
+					c.Env[i].Value = "/etc/extauthz/config.yaml"
+				}
+			}
+		}},
+		{name: "cert without key", want: "go together", mutate: func(c *corev1.Container, _ *corev1.PodSpec) {
+			c.Env = slices.DeleteFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == "AUTHZ_TLS_KEY_FILE" })
+		}},
+		{name: "client CA not projected", want: "does not project ca.crt", mutate: func(_ *corev1.Container, spec *corev1.PodSpec) {
+			for _, v := range spec.Volumes {
+				if v.Name == "client-ca" {
+					v.Secret.Items[0].Path = "bundle.pem"
+				}
+			}
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			w := *base
+			w.deployment = base.deployment.DeepCopy()
+			spec := &w.deployment.Spec.Template.Spec
+			tc.mutate(&spec.Containers[0], spec)
+			if err := w.check(); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("check() = %v, want a problem naming %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// kustomizeBuild builds a copy of deploy/kubernetes with the components
+// enabled and collects the workload.
+func kustomizeBuild(t *testing.T, bin string, components ...string) *workload {
+	t.Helper()
+	dir := copyDir(t, kubeDir)
+	if len(components) > 0 {
+		k := filepath.Join(dir, "kustomization.yaml")
+		data, err := os.ReadFile(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data = append(data, "components:\n"...)
+		for _, c := range components {
+			data = append(data, "  - "+c+"\n"...)
+		}
+		if err := os.WriteFile(k, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.CommandContext(t.Context(), bin, "build", dir)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("kustomize build: %v\n%s", err, stderrOf(err))
+	}
+	objs, err := decodeAll("kustomize build", out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := collectWorkload(objs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+// checkSecretEnv checks the container's Secret-file variables are exactly want.
+func checkSecretEnv(t *testing.T, w *workload, want map[string]string) {
+	t.Helper()
+	got := map[string]string{}
+	for _, e := range w.container().Env {
+		if slices.Contains(secretFileVars, e.Name) {
+			got[e.Name] = e.Value
+		}
+	}
+	if len(want) == 0 {
+		want = map[string]string{}
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("Secret-file variables %v, want %v", got, want)
 	}
 }
 

@@ -347,17 +347,25 @@ func (w *workload) checkDeployment(p *problems) {
 	}
 	httpProbe("liveness", c.LivenessProbe, "/healthz")
 	httpProbe("readiness", c.ReadinessProbe, "/readyz")
+	// With serving TLS the grpc port speaks only TLS, and the kubelet's grpc
+	// probe only plaintext: the startup probe must ask /readyz instead.
+	servingTLS := slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == "AUTHZ_TLS_CERT_FILE" && e.Value != "" })
 	grpcProbe := false
 	for _, pr := range []*corev1.Probe{c.StartupProbe, c.ReadinessProbe, c.LivenessProbe} {
 		if pr == nil || pr.GRPC == nil {
 			continue
 		}
 		grpcProbe = true
+		if servingTLS {
+			p.addf("%s: grpc probe on port %d with serving TLS: the kubelet's grpc probe cannot speak TLS", cw, pr.GRPC.Port)
+		}
 		if cp, ok := containerPort(c, intstr.FromInt32(pr.GRPC.Port)); !ok || cp.Name != "grpc" {
 			p.addf("%s: grpc probe on port %d, which is not the declared grpc port", cw, pr.GRPC.Port)
 		}
 	}
-	if !grpcProbe {
+	if servingTLS {
+		httpProbe("startup", c.StartupProbe, "/readyz")
+	} else if !grpcProbe {
 		p.addf("%s: no grpc health probe", cw)
 	}
 
@@ -442,8 +450,9 @@ func (w *workload) checkDeployment(p *problems) {
 		p.addf("ServiceAccount %s: automountServiceAccountToken is not false", sa.Name)
 	}
 
-	// Volumes: each mount has a volume; ConfigMaps exist; files named by
-	// AUTHZ_CONFIG and SSL_CERT_FILE come from a mounted key.
+	// Volumes: each mount has a volume; ConfigMaps exist; the config file
+	// comes from a mounted ConfigMap key, and the TLS and CA files from
+	// mounted Secret keys.
 	volumes := map[string]corev1.Volume{}
 	for _, v := range spec.Volumes {
 		volumes[v.Name] = v
@@ -472,18 +481,29 @@ func (w *workload) checkDeployment(p *problems) {
 		data, ok := cm.Data[key]
 		if !ok {
 			p.addf("ConfigMap %s: no key %s", cm.Name, key)
-		} else if cfg, err := parseServerFile(data); err != nil {
+		} else if cfg, err := parseServerFile(data, env); err != nil {
 			p.addf("ConfigMap %s: %s: %v", cm.Name, key, err)
 		} else {
 			w.config = cfg
 			w.checkConfig(p, cfg, c)
 		}
 	}
-	if f, ok := env["SSL_CERT_FILE"]; ok {
+	for _, name := range secretFileVars {
+		f, ok := env[name]
+		if !ok {
+			continue
+		}
 		if src, _, err := w.fileSource(c, volumes, f); err != nil {
-			p.addf("%s: SSL_CERT_FILE %s: %v", cw, f, err)
+			p.addf("%s: %s %s: %v", cw, name, f, err)
 		} else if src.Secret == nil || src.Secret.SecretName == "" {
-			p.addf("%s: SSL_CERT_FILE %s is not from a Secret", cw, f)
+			p.addf("%s: %s %s is not from a Secret", cw, name, f)
+		}
+		// A subPath mount is a copy taken at start: a rotated certificate
+		// would never reach the pod, and the server reloads only what changes.
+		for _, m := range c.VolumeMounts {
+			if m.SubPath != "" && (m.MountPath == f || strings.HasPrefix(f, strings.TrimSuffix(m.MountPath, "/")+"/")) {
+				p.addf("%s: %s %s is mounted with subPath %s: updates of the Secret never reach the pod", cw, name, f, m.SubPath)
+			}
 		}
 	}
 
@@ -623,7 +643,16 @@ func isFalse(b *bool) bool { return b != nil && !*b }
 // parseServerFile loads config.yaml with the server's own loader (config.Load
 // with --config and an empty environment), so a key the server rejects fails
 // here too, and checks that it has providers and rules.
-func parseServerFile(data string) (*config.Config, error) {
+// secretFileVars are the variables that name a file the server reads from a
+// Secret: the serving certificate, key and client CA, and the JWKS CA
+// (SSL_CERT_FILE, Go's own, replaces the system roots).
+var secretFileVars = []string{"AUTHZ_TLS_CERT_FILE", "AUTHZ_TLS_KEY_FILE", "AUTHZ_TLS_CLIENT_CA_FILE", "AUTHZ_JWKS_CA_FILE", "SSL_CERT_FILE"}
+
+// parseServerFile loads the config file the way the server does, with the
+// container's AUTHZ_* variables (but AUTHZ_CONFIG, which names the file
+// where it is mounted) as its environment, so that the settings the
+// manifests pass as variables are validated too.
+func parseServerFile(data string, containerEnv map[string]string) (*config.Config, error) {
 	dir, err := os.MkdirTemp("", "extauthz-config-")
 	if err != nil {
 		return nil, err
@@ -633,8 +662,14 @@ func parseServerFile(data string) (*config.Config, error) {
 	if err := os.WriteFile(f, []byte(data), 0o600); err != nil {
 		return nil, err
 	}
-	noEnv := func(string) (string, bool) { return "", false }
-	cfg, err := config.Load([]string{"--config", f}, noEnv, io.Discard)
+	lookup := func(name string) (string, bool) {
+		if name == "AUTHZ_CONFIG" || !strings.HasPrefix(name, "AUTHZ_") {
+			return "", false
+		}
+		v, ok := containerEnv[name]
+		return v, ok
+	}
+	cfg, err := config.Load([]string{"--config", f}, lookup, io.Discard)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,65 @@
+package server_test
+
+import (
+	"path/filepath"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+)
+
+// TestReloadMetrics: the token cache counters add up across a reload (a
+// reload builds a new cache, and the counters must not go back), and the
+// reload metrics record the start and each reload.
+func TestReloadMetrics(t *testing.T) {
+	k := signer{key(0), "k0"}
+	js := newJWKS(t, k)
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	watch := "config_watch_interval: 20ms\ntoken_cache_size: 100\n"
+	writeFile(t, path, fileConfig(false, watch, js))
+	before := time.Now()
+	h := reloadable(t, path, nil)
+	h.waitReady()
+
+	lookups := func(result string) float64 {
+		t.Helper()
+		v, ok := metricValue(h.scrape(), "extauthz_token_cache_lookups_total", map[string]string{"result": result})
+		if !ok {
+			t.Fatalf("no extauthz_token_cache_lookups_total{result=%q}", result)
+		}
+		return v
+	}
+	fams := h.scrape()
+	if v, _ := metricValue(fams, "extauthz_config_last_reload_success_timestamp_seconds", nil); v < float64(before.Unix())-1 || v > float64(time.Now().Unix())+1 {
+		t.Errorf("last reload success timestamp %v, want the start (%v)", v, before.Unix())
+	}
+	for _, result := range []string{"success", "error"} {
+		if v, ok := metricValue(fams, "extauthz_config_reloads_total", map[string]string{"result": result}); !ok || v != 0 {
+			t.Errorf("extauthz_config_reloads_total{result=%s} at start = %v, %v; want 0, present", result, v, ok)
+		}
+	}
+
+	token := mint(t, k, claims("alice"))
+	for range 3 {
+		if resp := h.mustCheck("/api", token); codes.Code(resp.GetStatus().GetCode()) != codes.OK {
+			t.Fatalf("Check = %v, want OK", resp.GetStatus())
+		}
+	}
+	if hits, misses := lookups("hit"), lookups("miss"); hits != 2 || misses != 1 {
+		t.Errorf("token cache hits %v, misses %v; want 2, 1", hits, misses)
+	}
+	if v, _ := metricValue(h.scrape(), "extauthz_token_cache_entries", nil); v != 1 {
+		t.Errorf("extauthz_token_cache_entries = %v, want 1", v)
+	}
+
+	writeFile(t, path, fileConfig(true, watch, js))
+	h.waitReloads("success", 1)
+	if hits, misses := lookups("hit"), lookups("miss"); hits != 2 || misses != 1 {
+		t.Errorf("after the reload: token cache hits %v, misses %v; want still 2, 1", hits, misses)
+	}
+	h.mustCheck("/admin", token) // the new cache verifies it once more
+	h.mustCheck("/admin", token)
+	if hits, misses := lookups("hit"), lookups("miss"); hits != 3 || misses != 2 {
+		t.Errorf("after checks on the new generation: hits %v, misses %v; want 3, 2", hits, misses)
+	}
+}

@@ -184,7 +184,8 @@ type harness struct {
 	cache   cacheInfo
 	results []result
 	started time.Time
-	loadAvg string // /proc/loadavg when the run started
+	loadAvg string         // /proc/loadavg when the run started
+	starts  map[string]int // processes started, by target
 }
 
 // result is one measured run.
@@ -197,9 +198,12 @@ type result struct {
 	load
 	Memory memory `json:"memory"`
 	CPU    cpuUse `json:"cpu"`
-	// MemoryBefore is the memory after the warm-up (fill run only).
+	// MemoryBefore is the memory after the warm-up (memory runs only).
 	MemoryBefore *memory `json:"memory_before,omitempty"`
-	Note         string  `json:"note,omitempty"`
+	// HeapInuse is go_memstats_heap_inuse_bytes after the run (memory
+	// runs of extauthz only).
+	HeapInuse int64  `json:"heap_inuse,omitempty"`
+	Note      string `json:"note,omitempty"`
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -207,7 +211,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	h := &harness{cfg: cfg, stdout: stdout, log: stderr, started: time.Now(), loadAvg: loadAverage()}
+	h := &harness{cfg: cfg, stdout: stdout, log: stderr, started: time.Now(), loadAvg: loadAverage(), starts: map[string]int{}}
 	if h.root, err = moduleRoot(ctx); err != nil {
 		return err
 	}
@@ -396,11 +400,9 @@ func (h *harness) measureAll(ctx context.Context) error {
 		}
 	}
 	if h.cfg.fill > 0 {
-		r, err := h.fillRun(ctx)
-		if err != nil {
+		if err := h.fillRuns(ctx); err != nil {
 			return fmt.Errorf("memory run: %w", err)
 		}
-		h.results = append(h.results, r)
 	}
 	return nil
 }
@@ -429,6 +431,7 @@ func (h *harness) measure(ctx context.Context, t *target, mode, tc string, rate 
 		return r, err
 	}
 	defer in.stop()
+	h.starts[t.Name]++
 	if err := in.probe(ctx, mode, h.tokens.hit, tamper(h.tokens.hit), t.AllowsAll); err != nil {
 		return r, in.main().failure(err)
 	}
@@ -557,24 +560,54 @@ func (h *harness) warmup(ctx context.Context, in *instance, mode string) error {
 	return nil
 }
 
-// fillRun starts extauthz (with a token cache of -fill entries when the
-// build has one), sends -fill distinct tokens once each over gRPC and
-// reports its memory before and after.
-func (h *harness) fillRun(ctx context.Context) (result, error) {
-	t := h.targets[targetOurs]
-	r := result{Mode: modeGRPC, Target: targetOurs, Case: "fill", Concurrency: h.cfg.concurrency}
-	var extra []string
-	if h.cache.sizeFlag != "" && !slices.ContainsFunc(h.cfg.serverArgs, func(a string) bool { return strings.Contains(a, h.cache.sizeFlag) }) {
-		extra = []string{"--" + h.cache.sizeFlag + "=" + strconv.Itoa(h.cfg.fill)}
-		r.Note = "extauthz " + strings.Join(extra, " ")
-	} else if h.cache.sizeFlag == "" {
-		r.Note = "this build has no token cache: memory after verifying every token once"
-	}
+// The memory runs' cases.
+const (
+	caseFill        = "fill"         // -fill distinct tokens, cache sized to hold them all
+	caseFillNoCache = "fill-nocache" // the same load with the cache off: the control
+)
+
+// fillRuns sends -fill distinct tokens, once each, to a fresh extauthz and
+// reports its memory before and after. When the build has a token cache
+// whose size the user did not set, it runs twice: with the cache sized to
+// hold every token, and with it off (size 0), so that the difference is
+// what the cached entries cost.
+func (h *harness) fillRuns(ctx context.Context) error {
 	data := filepath.Join(h.work, "fill.bin")
 	if err := writeCheckData(data, h.tokens.distinct[:h.cfg.fill]); err != nil {
-		return r, err
+		return err
 	}
 	defer os.Remove(data)
+	userSized := slices.ContainsFunc(h.cfg.serverArgs, func(a string) bool { return strings.Contains(a, "token-cache-size") })
+	type variant struct {
+		name  string
+		extra []string
+		note  string
+	}
+	var runs []variant
+	switch {
+	case h.cache.sizeFlag == "":
+		runs = []variant{{caseFill, nil, "this build has no token cache: memory after verifying every token once"}}
+	case userSized:
+		runs = []variant{{caseFill, nil, "cache size as given with -server-arg"}}
+	default:
+		size := "--" + h.cache.sizeFlag + "=" + strconv.Itoa(h.cfg.fill)
+		off := "--" + h.cache.sizeFlag + "=0"
+		runs = []variant{{caseFill, []string{size}, "`" + size + "`"}, {caseFillNoCache, []string{off}, "`" + off + "` (cache off: the control)"}}
+	}
+	for _, v := range runs {
+		r, err := h.fillRun(ctx, data, v.name, v.extra)
+		if err != nil {
+			return err
+		}
+		r.Note = v.note
+		h.results = append(h.results, r)
+	}
+	return nil
+}
+
+func (h *harness) fillRun(ctx context.Context, data, name string, extra []string) (result, error) {
+	t := h.targets[targetOurs]
+	r := result{Mode: modeGRPC, Target: targetOurs, Case: name, Concurrency: h.cfg.concurrency}
 	in, err := t.start(ctx, h, extra)
 	if err != nil {
 		return r, err
@@ -595,8 +628,40 @@ func (h *harness) fillRun(ctx context.Context) (result, error) {
 	if r.Memory, err = memoryOf(pid); err != nil {
 		return r, err
 	}
-	h.logf("%-36s fill %d tokens: RSS %s -> %s (peak %s)", t.Label, h.cfg.fill, fmtBytes(before.RSS), fmtBytes(r.Memory.RSS), fmtBytes(r.Memory.Peak))
+	if v, ok := scrapeGauge(ctx, in.metricsURL, "go_memstats_heap_inuse_bytes"); ok {
+		r.HeapInuse = int64(v)
+	}
+	if r.Errors > 0 {
+		return r, fmt.Errorf("%d of %d calls failed: %v", r.Errors, r.Requests, r.ErrorKinds)
+	}
+	h.logf("%-36s %s %d tokens %s: RSS %s -> %s (peak %s), heap in use %s", t.Label, name, h.cfg.fill, strings.Join(extra, " "),
+		fmtBytes(before.RSS), fmtBytes(r.Memory.RSS), fmtBytes(r.Memory.Peak), fmtBytes(r.HeapInuse))
 	return r, nil
+}
+
+// scrapeGauge reads one unlabelled sample from a Prometheus text page.
+func scrapeGauge(ctx context.Context, url, name string) (float64, bool) {
+	if url == "" {
+		return 0, false
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, false
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return 0, false
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(io.LimitReader(resp.Body, 8<<20))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+			return v, err == nil
+		}
+	}
+	return 0, false
 }
 
 // checkCounts is extauthz_checks_total summed by result.

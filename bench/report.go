@@ -235,8 +235,8 @@ func (h *harness) markdown(rep *report) string {
 		case t.Skipped != "":
 			p("  - %s: **skipped**, %s\n", t.Label, t.Skipped)
 		case t.Name == targetFlask:
-			p("  - %s: %s; `/usr/bin/python3 app.py` (Flask development server, as the guide runs it); JWKS fetched %d time(s) from `%s` over TLS through the harness's CONNECT proxy\n",
-				t.Label, cmpOrString(t.Version, "version unknown"), h.idp.tlsHits.Load(), issuer+jwksPath)
+			p("  - %s: %s; `/usr/bin/python3 app.py` (Flask development server, as the guide runs it); JWKS fetched from `%s` over TLS through the harness's CONNECT proxy %d time(s) in %d start(s)\n",
+				t.Label, cmpOrString(t.Version, "version unknown"), issuer+jwksPath, h.idp.tlsHits.Load(), h.starts[targetFlask])
 		default:
 			p("  - %s: %s\n", t.Label, cmpOrString(t.Version, "version unknown"))
 		}
@@ -320,14 +320,27 @@ func (h *harness) markdown(rep *report) string {
 		p("| %s | %s | %s |\n", g.Goal, g.Measured, g.Verdict)
 	}
 
-	if r, ok := h.find(modeGRPC, targetOurs, "fill", false); ok && r.MemoryBefore != nil {
-		p("\n### Memory of extauthz with %d distinct tokens\n\n", s.Fill)
-		p("| run | RSS after warm-up | RSS after | peak RSS | growth per token |\n|---|--:|--:|--:|--:|\n")
-		per := float64(r.Memory.RSS-r.MemoryBefore.RSS) / float64(max(1, s.Fill))
-		p("| %d distinct tokens over gRPC, each verified once (%s); %s | %s | %s | %s | %s B |\n",
-			s.Fill, fmtInt(r.RPS)+" req/s", cmpOrString(r.Note, "default settings"),
-			fmtBytes(r.MemoryBefore.RSS), fmtBytes(r.Memory.RSS), fmtBytes(r.Memory.Peak), fmtInt(per))
-		p("\nRSS is read from `/proc/<pid>/status` (`VmRSS`, `VmHWM`); it includes garbage the Go runtime has not yet returned, so the growth per token is an upper bound on a cache entry's cost.\n")
+	if fill, ok := h.find(modeGRPC, targetOurs, caseFill, false); ok && fill.MemoryBefore != nil {
+		p("\n### Memory of extauthz after %s distinct tokens\n\n", fmtInt(float64(s.Fill)))
+		p("Each token sent once over gRPC to a fresh server, after the warm-up.\n\n")
+		p("| server settings | req/s | RSS after warm-up | RSS after | peak RSS | Go heap in use after | RSS growth per token |\n")
+		p("|---|--:|--:|--:|--:|--:|--:|\n")
+		rows := []result{fill}
+		if ctl, ok := h.find(modeGRPC, targetOurs, caseFillNoCache, false); ok {
+			rows = append(rows, ctl)
+		}
+		for _, r := range rows {
+			per := float64(r.Memory.RSS-r.MemoryBefore.RSS) / float64(max(1, s.Fill))
+			p("| %s | %s | %s | %s | %s | %s | %s B |\n", cmpOrString(r.Note, "defaults"), fmtInt(r.RPS),
+				fmtBytes(r.MemoryBefore.RSS), fmtBytes(r.Memory.RSS), fmtBytes(r.Memory.Peak), fmtBytes(r.HeapInuse), fmtInt(per))
+		}
+		if len(rows) == 2 {
+			d := float64(rows[0].Memory.RSS-rows[1].Memory.RSS) / float64(max(1, s.Fill))
+			dh := float64(rows[0].HeapInuse-rows[1].HeapInuse) / float64(max(1, s.Fill))
+			p("\nWith the cache holding all %s tokens, RSS is %s and the Go heap in use %s above the same load with the cache off: about %s B of RSS and %s B of heap per cached token.\n",
+				fmtInt(float64(s.Fill)), fmtBytes(rows[0].Memory.RSS-rows[1].Memory.RSS), fmtBytes(rows[0].HeapInuse-rows[1].HeapInuse), fmtInt(d), fmtInt(dh))
+		}
+		p("\nRSS is `VmRSS`/`VmHWM` from `/proc/<pid>/status`, the heap `go_memstats_heap_inuse_bytes` from the server's `/metrics`; both include garbage not yet collected (the heap may reach twice the live data with the default `GOGC=100`), so the per-token figures are upper bounds.\n")
 	}
 	return b.String()
 }
@@ -336,7 +349,7 @@ func (h *harness) markdown(rep *report) string {
 func (h *harness) notes(mode string) []string {
 	var out []string
 	for _, r := range h.results {
-		if r.Mode != mode || r.Case == "fill" {
+		if r.Mode != mode || r.Case == caseFill || r.Case == caseFillNoCache {
 			continue
 		}
 		label := h.targets[r.Target].Label

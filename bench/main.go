@@ -265,7 +265,7 @@ func (h *harness) prepare(ctx context.Context) error {
 		return err
 	}
 	h.bins.ours, h.bins.nop = filepath.Join(bin, "extauthz"), filepath.Join(bin, "nop")
-	h.cache = detectTokenCache(ctx, h.bins.ours)
+	h.cache = detectTokenCache(ctx, h.bins.ours, h.root)
 	h.setupTargets(ctx)
 	for _, t := range h.order {
 		if t.Skip != "" {

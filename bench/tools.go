@@ -164,7 +164,7 @@ type cacheInfo struct {
 	version  string   // git describe of the working tree
 }
 
-func detectTokenCache(ctx context.Context, bin string) cacheInfo {
+func detectTokenCache(ctx context.Context, bin, root string) cacheInfo {
 	var c cacheInfo
 	cmd := exec.CommandContext(ctx, bin, "--help")
 	cmd.Env = childEnv()
@@ -182,6 +182,7 @@ func detectTokenCache(ctx context.Context, bin string) cacheInfo {
 		}
 	}
 	desc := exec.CommandContext(ctx, "git", "describe", "--always", "--dirty")
+	desc.Dir = root
 	if raw, err := desc.Output(); err == nil {
 		c.version = strings.TrimSpace(string(raw))
 	}

@@ -657,8 +657,9 @@ func (r *soakRun) injectFault(ctx context.Context, f jwksFault) error {
 	defer cancel()
 	var failed int
 	err = poll(wctx, 25*time.Millisecond, func() (bool, error) {
-		_, failed, err = r.fetches(wctx)
-		return err == nil && failed-failed0 >= soakFaultFetches && time.Since(start) >= soakFaultMin, err
+		var ferr error
+		_, failed, ferr = r.fetches(wctx)
+		return ferr == nil && failed-failed0 >= soakFaultFetches && time.Since(start) >= soakFaultMin, ferr
 	})
 	held := time.Since(start)
 	r.fault.Store(int32(faultNone))

@@ -88,42 +88,31 @@ const (
 // by forger (a key never published), and alg "none" ones under k's kid.
 func mintPool(k, forger *soakKey, now time.Time) (*keyTokens, error) {
 	kt := &keyTokens{key: k}
-	good := soakClaims{aud: soakAudience, scope: "read", iat: now, exp: now.Add(soakTokenTTL)}
-	type batch struct {
+	for _, b := range []struct {
 		dst    *[]soakCase
 		n      int
+		kind   string
 		signer *soakKey
-		claims func(i int) soakClaims
 		path   string
 		reason string
-		kind   string
-	}
-	for _, b := range []batch{
-		{&kt.valid, 6, k, func(i int) soakClaims { c := good; c.sub = fmt.Sprintf("user-%s-%d", k.kid, i); return c }, soakAPIPath, "allowed", "valid"},
-		{&kt.admin, 2, k, func(i int) soakClaims {
-			c := good
-			c.sub, c.scope = fmt.Sprintf("admin-%s-%d", k.kid, i), "read admin"
-			return c
-		}, soakAdminPath, "allowed", "admin"},
-		{&kt.noScope, 2, k, func(i int) soakClaims { c := good; c.sub = fmt.Sprintf("reader-%s-%d", k.kid, i); return c }, soakAdminPath, "insufficient_scope", "no-scope"},
-		{&kt.expired, 2, k, func(i int) soakClaims {
-			c := good
-			c.sub, c.iat, c.exp = fmt.Sprintf("late-%s-%d", k.kid, i), now.Add(-2*time.Hour), now.Add(-time.Hour)
-			return c
-		}, soakAPIPath, "expired", "expired"},
-		{&kt.wrongAud, 2, k, func(i int) soakClaims {
-			c := good
-			c.sub, c.aud = fmt.Sprintf("other-%s-%d", k.kid, i), "https://another-api.example.test"
-			return c
-		}, soakAPIPath, "wrong_audience", "wrong-aud"},
-		{&kt.forged, 3, forger, func(i int) soakClaims {
-			c := good
-			c.sub, c.scope = fmt.Sprintf("mallory-%s-%d", k.kid, i), "read admin"
-			return c
-		}, soakAdminPath, "bad_signature", "forged"},
+		edit   func(*soakClaims) // from a valid read-scoped token
+	}{
+		{dst: &kt.valid, n: 6, kind: "valid", signer: k, path: soakAPIPath, reason: "allowed"},
+		{dst: &kt.admin, n: 2, kind: "admin", signer: k, path: soakAdminPath, reason: "allowed",
+			edit: func(c *soakClaims) { c.scope = "read admin" }},
+		{dst: &kt.noScope, n: 2, kind: "no-scope", signer: k, path: soakAdminPath, reason: "insufficient_scope"},
+		{dst: &kt.expired, n: 2, kind: "expired", signer: k, path: soakAPIPath, reason: "expired",
+			edit: func(c *soakClaims) { c.iat, c.exp = now.Add(-2*time.Hour), now.Add(-time.Hour) }},
+		{dst: &kt.wrongAud, n: 2, kind: "wrong-aud", signer: k, path: soakAPIPath, reason: "wrong_audience",
+			edit: func(c *soakClaims) { c.aud = "https://another-api.example.test" }},
+		{dst: &kt.forged, n: 3, kind: "forged", signer: forger, path: soakAdminPath, reason: "bad_signature",
+			edit: func(c *soakClaims) { c.scope = "read admin" }},
 	} {
 		for i := range b.n {
-			c := b.claims(i)
+			c := soakClaims{sub: fmt.Sprintf("%s-%s-%d", b.kind, k.kid, i), aud: soakAudience, scope: "read", iat: now, exp: now.Add(soakTokenTTL)}
+			if b.edit != nil {
+				b.edit(&c)
+			}
 			tok, err := b.signer.mint(k.kid, c)
 			if err != nil {
 				return nil, err

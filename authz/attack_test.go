@@ -91,6 +91,10 @@ func TestAttackTokens(t *testing.T) {
 		{name: "kid huge over the token bound", auth: bearer(mint(t, tokenSpec{kid: strings.Repeat("k", 9000)})), want: TokenTooLarge},
 		{name: "kid array", auth: bearer(mint(t, tokenSpec{header: map[string]any{"kid": []string{kidA}}})), want: UnknownKID},
 
+		// An iss naming the attacker's server: no discovery, no fetch.
+		{name: "iss of the attacker's server", auth: bearer(mint(t, tokenSpec{key: k.keyEvil, claims: with(claimsA(), "iss", ts.URL)})), want: UnknownIssuer},
+		{name: "iss of the attacker's discovery document", auth: bearer(mint(t, tokenSpec{key: k.keyEvil, claims: with(claimsA(), "iss", ts.URL+"/.well-known/openid-configuration")})), want: UnknownIssuer},
+
 		// Header keys pointing elsewhere, beside a key the set really has.
 		{name: "jku to another host", auth: bearer(mint(t, tokenSpec{key: k.keyEvil, header: map[string]any{"jku": ts.URL}})), want: BadSignature},
 		{name: "x5u to another host", auth: bearer(mint(t, tokenSpec{key: k.keyEvil, header: map[string]any{"x5u": ts.URL}})), want: BadSignature},
@@ -318,6 +322,11 @@ func TestAttackForwardAuthHeaders(t *testing.T) {
 			}
 			if tc.want != 200 && resp.Header.Get("X-Jwt-Sub") != "" {
 				t.Errorf("a denial carries X-Jwt-Sub %q", resp.Header.Get("X-Jwt-Sub"))
+			}
+			// No cache between the proxy and the check may reuse one
+			// client's answer (and its identity) for another.
+			if got := resp.Header.Get("Cache-Control"); got != "no-store" {
+				t.Errorf("Cache-Control = %q, want no-store", got)
 			}
 		})
 	}

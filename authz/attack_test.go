@@ -534,6 +534,25 @@ func TestAttackClaimHeaderValues(t *testing.T) {
 	}
 }
 
+// TestAttackScopeSeparators: RFC 6749 §3.3 separates scopes with spaces
+// (TestDecideScopes also accepts tabs). Other Unicode white space is part of
+// a scope token: a scope "files:x\u00a0admin" is not the scope "admin".
+func TestAttackScopeSeparators(t *testing.T) {
+	w := newWorld(t, nil)
+	for _, sep := range []string{"\u00a0", "\u2003", "\u0085", "\u3000"} {
+		t.Run(strings.Trim(fmt.Sprintf("%+q", sep), `"`), func(t *testing.T) {
+			tok := mint(t, tokenSpec{claims: with(claimsA(), "scope", "files:x"+sep+"admin")})
+			d := w.srv.Decide(t.Context(), Request{Path: "/admin", Authorization: bearer(tok)})
+			problem := ""
+			if d.Reason != InsufficientScope {
+				problem = fmt.Sprintf("scope %+q grants admin: Decide(/admin) = %q", "files:x"+sep+"admin", d.Reason)
+			}
+			knownVulnerability(t, "scopes are split with strings.Fields, on any Unicode white space, so a scope the issuer "+
+				"lets a client shape (dynamic scopes) can carry another scope after a no-break space", problem)
+		})
+	}
+}
+
 // TestAttackShadowedRule: a rule that can never match because an earlier
 // public rule covers every path it names is a configuration error that
 // silently makes the later rule's paths public.

@@ -80,6 +80,10 @@ func TestAttackTokens(t *testing.T) {
 		auth []string
 		want Reason
 	}{
+		// Refused before any key lookup (TestDecideReasons has the variants).
+		{name: "alg none, before any key lookup", auth: bearer(b64([]byte(`{"alg":"none","kid":"a1"}`)) + "." + parts[1] + "."), want: BadAlgorithm},
+		{name: "HS256 with the public key, before any key lookup", auth: bearer(mint(t, tokenSpec{method: jwt.SigningMethodHS256, key: publicPEM(k.keyA)})), want: BadAlgorithm},
+
 		// kid: absent (TestDecideReasons "no kid"), unknown, path-like, huge.
 		{name: "kid path traversal", auth: bearer(mint(t, tokenSpec{kid: "../../../../etc/passwd"})), want: UnknownKID},
 		{name: "kid file URL", auth: bearer(mint(t, tokenSpec{kid: "file:///etc/passwd"})), want: UnknownKID},
@@ -166,6 +170,12 @@ func TestAttackTokens(t *testing.T) {
 			}
 			if d.Allowed() {
 				t.Fatalf("a hostile token was allowed")
+			}
+			switch tc.want {
+			case BadAlgorithm, Malformed, TokenTooLarge, InvalidRequest, UnknownIssuer:
+				if n := w.keysA.calls.Load() + w.keysB.calls.Load(); n != 0 {
+					t.Errorf("the key sources were asked %d times for a token refused before any lookup", n)
+				}
 			}
 			// The log line stays bounded whatever the token holds.
 			for _, r := range buf.records(t) {
@@ -801,5 +811,44 @@ func TestAttackSpoofedClaimHeadersAllSpellings(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestAttackTokenSpellings: golang-jwt decodes base64url leniently, so a
+// valid token has other spellings (unused trailing bits of the signature, a
+// line break inside it). They carry the very same signature bytes, so they
+// are the same token, not a forgery: allowed, and verified on their own
+// rather than answered from the cache entry of the first spelling.
+func TestAttackTokenSpellings(t *testing.T) {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	valid := mint(t, tokenSpec{})
+	parts := strings.Split(valid, ".")
+	sig := parts[2]
+	if len(sig)%4 != 2 {
+		t.Fatalf("signature of %d characters: the last one has no unused bits to flip", len(sig))
+	}
+	last := strings.IndexByte(alphabet, sig[len(sig)-1])
+	spellings := []struct {
+		name string
+		tok  string
+	}{
+		{name: "unused trailing bits set", tok: parts[0] + "." + parts[1] + "." + sig[:len(sig)-1] + string(alphabet[last^1])},
+		{name: "line break inside the signature", tok: parts[0] + "." + parts[1] + "." + sig[:10] + "\n" + sig[10:]},
+	}
+	w := newWorld(t, nil)
+	if d := w.srv.Decide(t.Context(), Request{Path: "/protected", Authorization: bearer(valid)}); d.Reason != Allowed {
+		t.Fatalf("Decide(valid) = %q", d.Reason)
+	}
+	for _, sp := range spellings {
+		t.Run(sp.name, func(t *testing.T) {
+			before := w.srv.CacheStats()
+			d := w.srv.Decide(t.Context(), Request{Path: "/protected", Authorization: bearer(sp.tok)})
+			if d.Reason != Allowed || headerValue(d.Headers, "x-jwt-sub") != subject {
+				t.Errorf("Decide = %q, sub %q; want the same token's allow", d.Reason, headerValue(d.Headers, "x-jwt-sub"))
+			}
+			if after := w.srv.CacheStats(); after.Misses != before.Misses+1 || after.Hits != before.Hits {
+				t.Errorf("cache %+v -> %+v: want the spelling verified on its own", before, after)
+			}
+		})
 	}
 }

@@ -406,6 +406,24 @@ func TestParseWrk(t *testing.T) {
 	}
 }
 
+func TestMissDuration(t *testing.T) {
+	h := &harness{cfg: config{tokens: 100_000, wrkDuration: 10 * time.Second}}
+	for _, tc := range []struct {
+		rps  float64
+		want time.Duration
+	}{
+		{rps: 50_000, want: time.Second},     // 100k tokens last 1.7s: whole seconds, rounded down
+		{rps: 20_000, want: 4 * time.Second}, // 4.3s
+		{rps: 8_000, want: 10 * time.Second}, // 10.9s, capped at -wrk-duration
+		{rps: 1e9, want: time.Second},        // never below 1s
+		{rps: 0, want: 10 * time.Second},     // unknown pace
+	} {
+		if got := h.missDuration(tc.rps); got != tc.want {
+			t.Errorf("missDuration(%v) = %v, want %v", tc.rps, got, tc.want)
+		}
+	}
+}
+
 func TestPercentile(t *testing.T) {
 	var s []time.Duration
 	for i := 1; i <= 1000; i++ {

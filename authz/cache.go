@@ -7,7 +7,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
 	"github.com/maypok86/otter/v2"
 )
 
@@ -142,25 +141,18 @@ func sameKey(ctx context.Context, e *cacheEntry) bool {
 
 // put caches a verification result when it is cacheable. verifier is the key
 // that verified a success (nil when unknown: a key set was tried).
-func (c *tokenCache) put(key [sha256.Size]byte, v verified, keys versionedKeys, keyVersion uint64, verifier any, skew time.Duration) {
+func (c *tokenCache) put(key [sha256.Size]byte, v verified, keys versionedKeys, keyVersion uint64, verifier any) {
 	switch v.reason {
 	case Allowed:
 		if keys == nil {
 			return
 		}
-		e := &cacheEntry{v: v, keys: keys, keyVersion: keyVersion}
+		e := &cacheEntry{v: v, keys: keys, keyVersion: keyVersion, notBefore: v.validFrom, expires: v.validTill}
 		if pk, ok := verifier.(crypto.PublicKey); ok && v.kid != "" {
 			e.key = pk
 		}
-		exp, err := v.claims.GetExpirationTime()
-		if err != nil || exp == nil {
+		if e.expires.IsZero() {
 			return // cannot happen: exp is required; never cache without a bound
-		}
-		e.expires = exp.Add(skew)
-		for _, get := range []func() (*jwt.NumericDate, error){v.claims.GetNotBefore, v.claims.GetIssuedAt} {
-			if t, err := get(); err == nil && t != nil && t.Add(-skew).After(e.notBefore) {
-				e.notBefore = t.Add(-skew)
-			}
 		}
 		c.pos.Set(key, e)
 	case BadSignature:

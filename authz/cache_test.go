@@ -3,10 +3,17 @@ package authz
 import (
 	"context"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 )
 
 // versionedKeys wraps fakeKeys with a key-set version and a kid lookup, as
@@ -302,4 +309,64 @@ func BenchmarkDecideCache(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkCacheMemory fills the verified-token cache with distinct tokens
+// shaped like the demo issuer's (iss, sub, aud, iat, nbf, exp, jti, scope,
+// client_id; default claim headers) and reports the heap each cached token
+// costs and the heap at the fill size. ES256 tokens keep the fill fast (the
+// entry holds claims and rendered headers, whatever the algorithm). The fill
+// is 100k tokens, 10k with -short; b.N is not used.
+func BenchmarkCacheMemory(b *testing.B) {
+	n := 100_000
+	if testing.Short() {
+		n = 10_000
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		b.Fatal(err)
+	}
+	keys := &versionedFake{fakeKeys: newFakeKeys(kidA, &key.PublicKey)}
+	srv, err := New(Config{
+		Providers:      []Provider{{Name: "a", Issuer: issuerA, Audiences: []string{audience}, Algorithms: []string{"ES256"}, Keys: keys}},
+		TokenCacheSize: n,
+		Logger:         discardLogger(),
+		Now:            fixedNow,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	tokens := make([]string, n)
+	for i := range tokens {
+		c := claimsA()
+		c["jti"] = fmt.Sprintf("%026d", i)
+		c["client_id"] = "demo-client"
+		tokens[i] = mint(b, tokenSpec{method: jwt.SigningMethodES256, key: key, claims: c})
+	}
+	heap := func() uint64 {
+		runtime.GC()
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapInuse
+	}
+	ctx := context.Background()
+	before := heap()
+	for _, tok := range tokens {
+		if d := srv.Decide(ctx, Request{Path: "/x", Authorization: bearer(tok)}); d.Reason != Allowed {
+			b.Fatal(d.Reason)
+		}
+	}
+	srv.cache.pos.CleanUp()
+	after := heap()
+	entries := srv.cache.pos.EstimatedSize()
+	if entries < n*9/10 {
+		b.Fatalf("only %d of %d tokens cached", entries, n)
+	}
+	runtime.KeepAlive(tokens)
+	for b.Loop() { // the fill above is the measurement; b.Loop runs this function once
+	}
+	b.ReportMetric(float64(after-before)/float64(entries), "B/entry")
+	b.ReportMetric(float64(after)/(1<<20), "MiB-heap")
+	b.ReportMetric(float64(entries), "entries")
 }

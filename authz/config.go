@@ -169,6 +169,11 @@ func compileRules(in []Rule) ([]rule, error) {
 				return nil, fmt.Errorf("rule %d (%s): scope %q is not a valid scope token", i, r.Path, s)
 			}
 		}
+		for j, earlier := range out {
+			if earlier.matches(p) {
+				return nil, fmt.Errorf("rule %d (%s) is never used: rule %d (%s) matches all its paths first", i, r.Path, j, in[j].Path)
+			}
+		}
 		out = append(out, rule{path: p, public: r.Public, scopes: slices.Clone(r.Scopes)})
 	}
 	return out, nil

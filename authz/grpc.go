@@ -24,9 +24,11 @@ import (
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *authv3.CheckResponse, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			s.log.LogAttrs(context.WithoutCancel(ctx), slog.LevelError, "panic in Check; denied",
-				slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
 			resp, err = CheckResponse(s.deny(Internal, nil)), nil
+			safeLog(func() {
+				s.log.LogAttrs(context.WithoutCancel(ctx), slog.LevelError, "panic in Check; denied",
+					slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
+			})
 		}
 	}()
 	h := req.GetAttributes().GetRequest().GetHttp()

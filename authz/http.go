@@ -28,8 +28,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if p == http.ErrAbortHandler {
 				panic(p)
 			}
-			s.log.LogAttrs(r.Context(), slog.LevelError, "panic in forward-auth check; denied",
-				slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
+			safeLog(func() {
+				s.log.LogAttrs(r.Context(), slog.LevelError, "panic in forward-auth check; denied",
+					slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
+			})
 			writeDecision(w, s.deny(Internal, nil))
 		}
 	}()
@@ -85,6 +87,13 @@ func (s *Server) original(r *http.Request) (method, uri string, ok bool) {
 		method, uri, found = m, f.uri[0], true
 	}
 	return method, uri, true
+}
+
+// safeLog runs a log call made while recovering from a panic: if logging
+// itself panics (a broken handler), the denial must still be answered.
+func safeLog(log func()) {
+	defer func() { _ = recover() }()
+	log()
 }
 
 // values returns a header's non-empty values: an empty header is absent.

@@ -1,7 +1,11 @@
 package authz
 
 import (
+	"slices"
 	"strings"
+	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // readings returns two readings of a request target: strict, the path as a
@@ -254,6 +258,8 @@ func policyFor(rules []rule, target string) policy {
 	if vs == nil {
 		return policy{tooLong: true}
 	}
+	vs, sane := derived(vs)
+	ok = ok && sane
 	if len(vs) == 1 && ok {
 		if r := firstMatch(rules, vs[0]); r != nil {
 			return policy{public: r.public, scopes: r.scopes}
@@ -276,6 +282,87 @@ func policyFor(rules []rule, target string) policy {
 		}
 	}
 	return pol
+}
+
+// derived adds to the readings those of backends that map several spellings
+// to one resource: case-insensitive routers (Express by default, ASP.NET,
+// IIS), Windows file systems (trailing dots and spaces of a segment
+// ignored), format suffixes (Rails, older Spring: "/admin.json" is "/admin"),
+// C strings (a decoded NUL ends the path) and Unicode normalisation (NFKC:
+// a fullwidth "ａ" is "a"). Each added reading can only make a decision
+// stricter: it adds the scopes its rule requires, and keeps a path from
+// being public unless it is public too. sane is false when a reading holds
+// a control character or invalid UTF-8 after decoding: such a path is in
+// doubt and never public.
+func derived(vs []string) (out []string, sane bool) {
+	out, sane = vs, true
+	grow := func(p string) {
+		if !contains(out, p) {
+			if len(out) == len(vs) {
+				out = slices.Clone(vs) // never write into the caller's slice
+			}
+			out = append(out, p)
+		}
+	}
+	for _, v := range vs {
+		plain := true
+		for i := 0; i < len(v); i++ {
+			if c := v[i]; c < 0x20 || c == 0x7f {
+				sane = false
+			} else if c >= 0x80 {
+				plain = false
+			}
+		}
+		if !plain && !utf8.ValidString(v) {
+			sane = false
+		}
+		x := v
+		if i := strings.IndexByte(x, 0); i >= 0 {
+			x = x[:i]
+		}
+		if !plain {
+			x = norm.NFKC.String(x)
+		}
+		x = strings.ToLower(x)
+		x = resolveDots(trimSegments(x))
+		grow(x)
+		if e := stripExtension(x); e != x {
+			grow(e)
+		}
+	}
+	return out, sane
+}
+
+// trimSegments drops the trailing dots and spaces of every segment, as
+// Windows does with file names ("admin." and "admin " are "admin", and
+// ".. " is ".."), keeping "." and "..".
+func trimSegments(p string) string {
+	if !strings.Contains(p, ".") && !strings.Contains(p, " ") {
+		return p
+	}
+	segs := strings.Split(p, "/")
+	for i, seg := range segs {
+		t := strings.TrimRight(seg, " ")
+		if t != "." && t != ".." {
+			if u := strings.TrimRight(t, ". "); u != "" || t == "" {
+				t = u
+			} else {
+				t = "." // a segment of dots only
+			}
+		}
+		segs[i] = t
+	}
+	return strings.Join(segs, "/")
+}
+
+// stripExtension removes a format suffix from the last segment
+// ("/admin.json" -> "/admin").
+func stripExtension(p string) string {
+	i := strings.LastIndexByte(p, '/')
+	if j := strings.IndexByte(p[i+1:], '.'); j > 0 {
+		return p[:i+1+j]
+	}
+	return p
 }
 
 func firstMatch(rules []rule, p string) *rule {

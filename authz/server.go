@@ -246,7 +246,7 @@ func (s *Server) Decide(ctx context.Context, r Request) Decision {
 
 	var d Decision
 	switch {
-	case v.reason == Allowed && !hasScopes(v.claims, pol.scopes):
+	case v.reason == Allowed && !hasScopes(v.scopes, pol.scopes):
 		d = s.deny(InsufficientScope, pol.scopes)
 	case v.reason == Allowed:
 		d = Decision{Reason: Allowed}
@@ -276,10 +276,13 @@ type verified struct {
 	kid      string // for logs
 	err      error  // for logs
 	// The configured claim headers rendered from the claims (sorted), and
-	// the configured ones without a value: computed once per verification,
-	// so cached tokens reuse them.
-	headers []Header
-	missing []string
+	// the configured ones without a value, the granted scopes and the
+	// validity window (skew applied): computed once per verification, so
+	// that cached tokens reuse them and the claim set itself is not kept.
+	headers              []Header
+	missing              []string
+	scopes               []string
+	validFrom, validTill time.Time // zero validFrom: no lower bound
 }
 
 func (s *Server) verifyRequest(ctx context.Context, r Request) verified {
@@ -334,7 +337,7 @@ func (s *Server) verify(ctx context.Context, raw string) verified {
 		return v
 	}
 	v, keys, version, verifier := s.verifyToken(ctx, raw)
-	s.cache.put(key, v, keys, version, verifier, s.skew)
+	s.cache.put(key, v, keys, version, verifier)
 	return v
 }
 
@@ -374,6 +377,9 @@ func (s *Server) verifyToken(ctx context.Context, raw string) (v verified, keys 
 		return k, err
 	})
 	if err == nil {
+		err = checkDates(claims)
+	}
+	if err == nil {
 		err = prov.validator.Validate(claims)
 	}
 	if err != nil {
@@ -384,9 +390,47 @@ func (s *Server) verifyToken(ctx context.Context, raw string) (v verified, keys 
 		return v, keys, version, verifier
 	}
 	v.reason, v.claims = Allowed, claims
-	v.payload = payloadSegment(raw)
+	// A copy: a substring would keep the whole token alive in the cache.
+	v.payload = strings.Clone(payloadSegment(raw))
 	v.headers, v.missing = s.renderClaimHeaders(v)
+	v.scopes = grantedScopes(claims)
+	if exp, err := claims.GetExpirationTime(); err == nil && exp != nil {
+		v.validTill = exp.Add(s.skew)
+	}
+	for _, get := range []func() (*jwt.NumericDate, error){claims.GetNotBefore, claims.GetIssuedAt} {
+		if t, err := get(); err == nil && t != nil && t.Add(-s.skew).After(v.validFrom) {
+			v.validFrom = t.Add(-s.skew)
+		}
+	}
+	v.claims, v.payload = nil, "" // rendered above; not needed any more
 	return v, keys, version, verifier
+}
+
+// maxDate is 9999-12-31T23:59:59Z, the last second a NumericDate may name
+// here: golang-jwt turns larger values into int64 seconds with a conversion
+// whose overflow depends on the CPU (1e19 reads as far in the past on amd64).
+const maxDate = 253402300799
+
+var errDate = fmt.Errorf("%w: a time claim is outside 1970..9999", jwt.ErrTokenInvalidClaims)
+
+// checkDates refuses exp, nbf and iat values that are not numbers from 0 to
+// maxDate.
+func checkDates(claims jwt.MapClaims) error {
+	for _, name := range []string{"exp", "nbf", "iat"} {
+		v, ok := claims[name]
+		if !ok {
+			continue
+		}
+		n, ok := v.(json.Number)
+		if !ok {
+			return errDate
+		}
+		f, err := n.Float64()
+		if err != nil || f < 0 || f > maxDate || f != f {
+			return errDate
+		}
+	}
+	return nil
 }
 
 func algOf(t *jwt.Token) string {
@@ -436,16 +480,21 @@ func reasonOf(err error) Reason {
 	return BadSignature
 }
 
-// hasScopes reports whether the claims grant every required scope.
-func hasScopes(claims jwt.MapClaims, required []string) bool {
-	if len(required) == 0 {
-		return true
-	}
+// grantedScopes returns the scopes a token grants: the "scope" claim
+// (space-separated, RFC 8693) and the "scp" claim (an array, or a
+// space-separated string).
+func grantedScopes(claims jwt.MapClaims) []string {
 	var granted []string
 	for _, name := range []string{"scope", "scp"} {
 		switch v := claims[name].(type) {
 		case string:
-			granted = append(granted, strings.Fields(v)...)
+			// RFC 6749 §3.3: scope tokens are separated by spaces (%x20)
+			// only; strings.Fields would also split on Unicode spaces.
+			for _, t := range strings.Split(v, " ") {
+				if t != "" {
+					granted = append(granted, t)
+				}
+			}
 		case []any:
 			for _, e := range v {
 				if s, ok := e.(string); ok {
@@ -454,6 +503,11 @@ func hasScopes(claims jwt.MapClaims, required []string) bool {
 			}
 		}
 	}
+	return granted
+}
+
+// hasScopes reports whether every required scope is granted.
+func hasScopes(granted, required []string) bool {
 	for _, r := range required {
 		if !slices.Contains(granted, r) {
 			return false
@@ -534,6 +588,11 @@ func (v verified) claimValue(path string) (string, bool) {
 		for _, e := range x {
 			switch e := e.(type) {
 			case string:
+				if strings.ContainsRune(e, ',') || e != strings.Trim(e, " \t") {
+					// Joined with ",", it would read as several values
+					// (["admin,users"] as ["admin", "users"]).
+					return "", false
+				}
 				parts = append(parts, e)
 			case json.Number:
 				parts = append(parts, e.String())
@@ -559,6 +618,11 @@ func (v verified) claimValue(path string) (string, bool) {
 }
 
 func headerSafe(s string) (string, bool) {
+	if s != strings.Trim(s, " \t") {
+		// Proxies and backends strip surrounding white space (RFC 9110
+		// §5.5): " admin " would arrive as "admin".
+		return "", false
+	}
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c < 0x20 && c != '\t' || c == 0x7f {
 			return "", false

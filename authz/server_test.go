@@ -340,7 +340,8 @@ func TestDecideScopes(t *testing.T) {
 	}{
 		{name: "scope string", path: "/admin", auth: scoped("scope", "admin"), want: Allowed},
 		{name: "scope among others", path: "/admin/x", auth: scoped("scope", "read:messages admin"), want: Allowed},
-		{name: "scope with extra whitespace", path: "/admin", auth: scoped("scope", "  read\tadmin  "), want: Allowed},
+		{name: "scope with extra spaces", path: "/admin", auth: scoped("scope", "  read   admin  "), want: Allowed},
+		{name: "scope separated by a tab is one token (RFC 6749 §3.3: spaces only)", path: "/admin", auth: scoped("scope", "read\tadmin"), want: InsufficientScope},
 		{name: "scp array", path: "/admin", auth: scoped("scp", []string{"read", "admin"}), want: Allowed},
 		{name: "scp string", path: "/admin", auth: scoped("scp", "read admin"), want: Allowed},
 		{name: "scope array", path: "/admin", auth: scoped("scope", []string{"admin"}), want: Allowed},

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"sync"
@@ -140,6 +141,12 @@ func New(cfg Config) (*Cache, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if host := u.Hostname(); u.Scheme == "http" && host != "localhost" && !isLoopback(host) {
+		// Allowed (a private network without TLS, the compose demo), but
+		// anyone on the path could publish a key and sign any token.
+		cfg.Logger.Warn("jwks: key set fetched over plain HTTP from another host; anyone on that network path can publish a key: use https",
+			"provider", cfg.Name, "url", cfg.URL)
+	}
 	client := &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
 	if cfg.Client != nil {
 		c := *cfg.Client
@@ -154,6 +161,11 @@ func New(cfg Config) (*Cache, error) {
 		return nil, fmt.Errorf("jwks: %w", err)
 	}
 	return &Cache{cfg: cfg, store: store, kf: kf, kick: make(chan struct{}, 1)}, nil
+}
+
+func isLoopback(host string) bool {
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func knownAlg(a string) bool {

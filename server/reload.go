@@ -13,6 +13,7 @@ import (
 
 	"github.com/extauthz/extauthz/config"
 	"github.com/extauthz/extauthz/jwks"
+	"github.com/extauthz/extauthz/logging"
 )
 
 // Reloading.
@@ -154,7 +155,8 @@ func (s *Server) reload(ctx, cacheCtx context.Context, runner *cacheRunner, trig
 	s.gen.Store(g)
 	s.statsMu.Unlock()
 	if s.opts.LogLevel != nil {
-		s.opts.LogLevel.Set(ParseLevel(cfg.LogLevel))
+		level, _ := logging.Level(cfg.LogLevel) // validated by config.Load
+		s.opts.LogLevel.Set(level)
 	}
 	s.updateHealth()
 	s.metrics.reloaded(s.opts.Now(), false)

@@ -602,31 +602,3 @@ func (s *Server) adminMux() *http.ServeMux {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 	return mux
 }
-
-// NewLogger returns the process logger for a level and format as config
-// validates them.
-func NewLogger(w io.Writer, level, format string) *slog.Logger {
-	lv := new(slog.LevelVar)
-	lv.Set(ParseLevel(level))
-	return NewLevelLogger(w, lv, format)
-}
-
-// NewLevelLogger returns the process logger whose level is lv: give lv to
-// Options.LogLevel too, and a reload changes the level.
-func NewLevelLogger(w io.Writer, lv *slog.LevelVar, format string) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: lv}
-	if format == "text" {
-		return slog.New(slog.NewTextHandler(w, opts))
-	}
-	return slog.New(slog.NewJSONHandler(w, opts))
-}
-
-// ParseLevel returns the slog level of a level name as config validates
-// them (debug, info, warn, error); info for anything else.
-func ParseLevel(level string) slog.Level {
-	var lv slog.Level
-	if lv.UnmarshalText([]byte(level)) != nil {
-		return slog.LevelInfo
-	}
-	return lv
-}

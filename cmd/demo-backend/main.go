@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/extauthz/extauthz/demo/backend"
+	"github.com/extauthz/extauthz/logging"
 )
 
 func main() {
@@ -83,30 +84,13 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 	if envErr != nil {
 		return options{}, envErr
 	}
-	if _, err := parseLevel(o.logLevel); err != nil {
+	if _, err := logging.Level(o.logLevel); err != nil {
 		return options{}, err
 	}
 	if o.logFormat != "text" && o.logFormat != "json" {
 		return options{}, fmt.Errorf("log format %q is not text or json", o.logFormat)
 	}
 	return o, nil
-}
-
-func parseLevel(s string) (slog.Level, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(s)); err != nil {
-		return 0, fmt.Errorf("log level %q is not debug, info, warn or error", s)
-	}
-	return l, nil
-}
-
-func newLogger(w io.Writer, level, format string) *slog.Logger {
-	l, _ := parseLevel(level) // checked in parseFlags
-	opts := &slog.HandlerOptions{Level: l}
-	if format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 func isLoopback(a net.Addr) bool {
@@ -124,7 +108,8 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		fmt.Fprintln(stderr, "demo-backend:", err)
 		return 2
 	}
-	log := newLogger(stderr, o.logLevel, o.logFormat)
+	level, _ := logging.Level(o.logLevel) // checked in parseFlags
+	log := logging.New(stderr, level, o.logFormat)
 	h, err := backend.New(backend.Config{SubHeader: o.subHeader, Logger: log})
 	if err != nil {
 		fmt.Fprintln(stderr, "demo-backend:", err)

@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/extauthz/extauthz/demo/idp"
+	"github.com/extauthz/extauthz/logging"
 )
 
 func main() {
@@ -113,7 +114,7 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 	if envErr != nil {
 		return options{}, envErr
 	}
-	if _, err := parseLevel(o.logLevel); err != nil {
+	if _, err := logging.Level(o.logLevel); err != nil {
 		return options{}, err
 	}
 	if o.logFormat != "text" && o.logFormat != "json" {
@@ -170,23 +171,6 @@ func splitList(s string) []string {
 	return out
 }
 
-func parseLevel(s string) (slog.Level, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(s)); err != nil {
-		return 0, fmt.Errorf("log level %q is not debug, info, warn or error", s)
-	}
-	return l, nil
-}
-
-func newLogger(w io.Writer, level, format string) *slog.Logger {
-	l, _ := parseLevel(level) // checked in parseFlags
-	opts := &slog.HandlerOptions{Level: l}
-	if format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
-}
-
 // run is main without the process: it returns the exit code. Rotation is
 // triggered by values on hup.
 func run(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stderr io.Writer, hup <-chan os.Signal) int {
@@ -198,7 +182,8 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		fmt.Fprintln(stderr, "demo-idp:", err)
 		return 2
 	}
-	log := newLogger(stderr, o.logLevel, o.logFormat)
+	level, _ := logging.Level(o.logLevel) // checked in parseFlags
+	log := logging.New(stderr, level, o.logFormat)
 	cfg, err := o.idpConfig(log)
 	if err != nil {
 		fmt.Fprintln(stderr, "demo-idp:", err)

@@ -29,6 +29,7 @@ import (
 	"github.com/extauthz/extauthz/config"
 	"github.com/extauthz/extauthz/demo/backend"
 	"github.com/extauthz/extauthz/demo/idp"
+	"github.com/extauthz/extauthz/logging"
 	"github.com/extauthz/extauthz/server"
 	"github.com/extauthz/extauthz/standin"
 )
@@ -63,7 +64,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return 2
 	}
-	log := server.NewLogger(stderr, o.logLevel, "text")
+	level, err := logging.Level(o.logLevel)
+	if err != nil {
+		fmt.Fprintln(stderr, "demo:", err)
+		return 2
+	}
+	log := logging.New(stderr, level, "text")
 	if err := demo(ctx, o, stdout, log); err != nil {
 		fmt.Fprintln(stderr, "demo:", err)
 		return 1

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/extauthz/extauthz/config"
+	"github.com/extauthz/extauthz/logging"
 	"github.com/extauthz/extauthz/server"
 )
 
@@ -60,8 +61,9 @@ func run(ctx context.Context, args []string, env config.Lookup, stderr io.Writer
 		return 2
 	}
 	level := new(slog.LevelVar)
-	level.Set(server.ParseLevel(cfg.LogLevel))
-	log := server.NewLevelLogger(stderr, level, cfg.LogFormat)
+	lv, _ := logging.Level(cfg.LogLevel) // validated by config.Load
+	level.Set(lv)
+	log := logging.New(stderr, level, cfg.LogFormat)
 
 	tp, shutdownTracing, err := server.NewTracerProvider(ctx, version())
 	if err != nil {

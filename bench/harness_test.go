@@ -148,8 +148,8 @@ func TestParseFlags(t *testing.T) {
 			name: "quick defaults",
 			args: []string{"--quick"},
 			check: func(c config) string {
-				if strings.Join(c.targets, ",") != targetOurs+","+targetNop || c.fill != 0 || c.halfDuration != 0 || c.out != "" {
-					return "quick must select extauthz and nop, no fill, no half-saturation runs, no output file"
+				if strings.Join(c.targets, ",") != targetOurs+","+targetNop || c.fill != 0 || c.halfDuration != 0 || c.out != "" || c.quietBelow != 0 {
+					return "quick must select extauthz and nop, no fill, no half-saturation runs, no output file, no waiting for quiet"
 				}
 				return ""
 			},
@@ -178,6 +178,7 @@ func TestParseFlags(t *testing.T) {
 		{name: "extauthz left out", args: []string{"--targets", "nop"}, wantErr: true},
 		{name: "fewer requests than workers", args: []string{"--grpc-requests", "10", "-c", "50"}, wantErr: true},
 		{name: "zero tokens", args: []string{"--tokens", "0"}, wantErr: true},
+		{name: "quiet share above 1", args: []string{"--quiet-below", "1.5"}, wantErr: true},
 		{name: "stray argument", args: []string{"now"}, wantErr: true},
 	}
 	for _, tc := range tests {

@@ -65,6 +65,8 @@ type config struct {
 	wrkDuration  time.Duration
 	wrkWarmup    time.Duration
 	halfDuration time.Duration
+	quietBelow   float64
+	quietWait    time.Duration
 	serverArgs   []string
 	args         []string // as given, for the report
 }
@@ -100,6 +102,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&c.wrkDuration, "wrk-duration", 10*time.Second, "duration of each measured wrk run")
 	fs.DurationVar(&c.wrkWarmup, "wrk-warmup", 3*time.Second, "duration of the wrk warm-up before each measured run (hit token)")
 	fs.DurationVar(&c.halfDuration, "half-duration", 10*time.Second, "duration of the gRPC runs at half of extauthz's saturation throughput; 0 skips them")
+	fs.Float64Var(&c.quietBelow, "quiet-below", 0.3, "before each run, wait until other processes use less than this share of all CPUs (0 never waits)")
+	fs.DurationVar(&c.quietWait, "quiet-wait", 30*time.Second, "longest wait for a quiet machine before each run; the run then goes ahead and its other-load figure tells")
 	fs.Var((*listFlag)(&c.serverArgs), "server-arg", "extra argument for extauthz (repeatable), e.g. -server-arg=--token-cache-size=50000")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -119,6 +123,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 			"wrk-duration":  func() { c.wrkDuration = 2 * time.Second },
 			"wrk-warmup":    func() { c.wrkWarmup = time.Second },
 			"half-duration": func() { c.halfDuration = 0 },
+			"quiet-below":   func() { c.quietBelow = 0 },
 		}
 		for name, apply := range quick {
 			if !set[name] {
@@ -152,6 +157,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return c, errors.New("-grpc-warmup must be ≥ 0, -grpc-connections ≥ 1, and 1 ≤ -wrk-threads ≤ -c")
 	case c.wrkDuration < time.Second || c.wrkWarmup < 0 || c.halfDuration < 0:
 		return c, errors.New("-wrk-duration must be at least 1s; -wrk-warmup and -half-duration not negative")
+	case c.quietBelow < 0 || c.quietBelow > 1 || c.quietWait < 0:
+		return c, errors.New("-quiet-below must be between 0 and 1, -quiet-wait not negative")
 	case c.toolsDir == "":
 		return c, errors.New("-tools-dir is empty and no user cache directory is known; set it")
 	}
@@ -204,6 +211,9 @@ type result struct {
 	// runs of extauthz only).
 	HeapInuse int64  `json:"heap_inuse,omitempty"`
 	Note      string `json:"note,omitempty"`
+	// QuietWait is how long the harness waited for other processes to
+	// quieten before the run (see -quiet-below).
+	QuietWait time.Duration `json:"quiet_wait_ns,omitempty"`
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -449,6 +459,10 @@ func (h *harness) missDuration(rps float64) time.Duration {
 // hit run's pace).
 func (h *harness) measure(ctx context.Context, t *target, mode, tc string, rate int, wrkDur time.Duration) (result, error) {
 	r := result{Mode: mode, Target: t.Name, Case: tc, Concurrency: h.cfg.concurrency, RateLimit: rate}
+	var err error
+	if r.QuietWait, err = h.waitQuiet(ctx); err != nil {
+		return r, err
+	}
 	in, err := t.start(ctx, h, nil)
 	if err != nil {
 		return r, err
@@ -730,6 +744,35 @@ func scrapeChecks(ctx context.Context, url string) (checkCounts, bool) {
 		}
 	}
 	return c, found && sc.Err() == nil
+}
+
+// waitQuiet waits, up to -quiet-wait, until the machine's busy share over
+// one second is below -quiet-below. Nothing of the harness runs then, so
+// the busy share is other processes'. It returns how long it waited.
+func (h *harness) waitQuiet(ctx context.Context) (time.Duration, error) {
+	if h.cfg.quietBelow <= 0 || h.cfg.quietWait <= 0 {
+		return 0, nil
+	}
+	start := time.Now()
+	for {
+		busy, err := busyShare(ctx, time.Second)
+		if err != nil {
+			return 0, err
+		}
+		waited := time.Since(start)
+		if busy < h.cfg.quietBelow {
+			return waited.Truncate(time.Second), nil
+		}
+		if waited >= h.cfg.quietWait {
+			h.logf("the machine is still %.0f%% busy after %s; measuring anyway", 100*busy, waited.Round(time.Second))
+			return waited.Truncate(time.Second), nil
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(4 * time.Second):
+		}
+	}
 }
 
 // loadAverage is the 1, 5 and 15 minute load averages of /proc/loadavg.

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -223,6 +224,26 @@ func cpuBusy() (time.Duration, error) {
 		}
 	}
 	return time.Duration(busy) * clockTick, nil
+}
+
+// busyShare is the share of all CPUs that was busy over d.
+func busyShare(ctx context.Context, d time.Duration) (float64, error) {
+	b0, err := cpuBusy()
+	if err != nil {
+		return 0, err
+	}
+	t0 := time.Now()
+	select {
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-time.After(d):
+	}
+	b1, err := cpuBusy()
+	if err != nil {
+		return 0, err
+	}
+	capacity := time.Since(t0) * time.Duration(runtime.NumCPU())
+	return min(1, float64(b1-b0)/float64(capacity)), nil
 }
 
 // processCPU returns the user+system CPU time of pid, from /proc/<pid>/stat.

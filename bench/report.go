@@ -227,6 +227,9 @@ func (h *harness) markdown(rep *report) string {
 		s.Ghz, s.Concurrency, s.GRPCConns, s.GRPCRequests, s.GRPCWarmup)
 	p("- HTTP load: wrk %s, `-t%d -c%d -d%s` per measured run after a %s warm-up with the hit token\n",
 		s.Wrk, s.WrkThreads, s.Concurrency, s.WrkDuration, s.WrkWarmup)
+	if c := h.cfg; c.quietBelow > 0 && c.quietWait > 0 {
+		p("- Before each run the harness waited (up to %s) until other processes used less than %.0f%% of the CPUs\n", c.quietWait, 100*c.quietBelow)
+	}
 	p("- Tokens: RS256, RSA-2048, issuer `%s`, audience `%s`; *hit* = one token repeated, *miss* = %d distinct tokens, each sent once\n",
 		issuer, audience, s.Tokens)
 	p("- Targets:\n")
@@ -361,6 +364,9 @@ func (h *harness) notes(mode string) []string {
 		}
 		if r.Note != "" {
 			out = append(out, fmt.Sprintf("- %s, %s: %s", label, r.Case, r.Note))
+		}
+		if r.QuietWait > 0 {
+			out = append(out, fmt.Sprintf("- %s, %s: waited %s for other processes to quieten first", label, r.Case, r.QuietWait))
 		}
 	}
 	return out

@@ -276,7 +276,7 @@ func (h *harness) prepare(ctx context.Context) error {
 	}
 	h.bins.ours, h.bins.nop = filepath.Join(bin, "extauthz"), filepath.Join(bin, "nop")
 	h.cache = detectTokenCache(ctx, h.bins.ours, h.root)
-	h.setupTargets(ctx)
+	h.setupTargets()
 	for _, t := range h.order {
 		if t.Skip != "" {
 			if t.Peer && h.cfg.requirePeers {
@@ -336,17 +336,17 @@ func found(p string) string {
 }
 
 // setupTargets decides which targets run, and why the others do not.
-func (h *harness) setupTargets(ctx context.Context) {
+func (h *harness) setupTargets() {
 	h.targets = map[string]*target{
 		targetOurs: {Name: targetOurs, Label: "extauthz", GRPC: true, HTTP: true, Bin: h.bins.ours, Ver: h.cache.version, start: startOurs},
-		targetNop: {Name: targetNop, Label: "(a) do-nothing (grpc-go, net/http)", Role: "(a)", GRPC: true, HTTP: true,
+		targetNop: {Name: targetNop, Label: "(a) do-nothing (grpc-go, net/http)", GRPC: true, HTTP: true,
 			AllowsAll: true, Bin: h.bins.nop, Ver: "bench/nop", start: startNop},
-		targetFlask: {Name: targetFlask, Label: "(b) guide's Flask app", Role: "(b)", HTTP: true, Peer: true, start: startFlask},
-		targetOPA: {Name: targetOPA, Label: "(c) OPA-Envoy", Role: "(c)", GRPC: true, Peer: true,
+		targetFlask: {Name: targetFlask, Label: "(b) guide's Flask app", HTTP: true, Peer: true, start: startFlask},
+		targetOPA: {Name: targetOPA, Label: "(c) OPA-Envoy", GRPC: true, Peer: true,
 			Bin: h.tools.opa, Ver: h.tools.opaVer, start: startOPA},
-		targetOathkeeper: {Name: targetOathkeeper, Label: "(d) Oathkeeper", Role: "(d)", HTTP: true, Peer: true,
+		targetOathkeeper: {Name: targetOathkeeper, Label: "(d) Oathkeeper", HTTP: true, Peer: true,
 			Bin: h.tools.oathkeeper, Ver: h.tools.oathkeeperVer, start: startOathkeeper},
-		targetOAuth2: {Name: targetOAuth2, Label: "(d) oauth2-proxy", Role: "(d)", HTTP: true, Peer: true,
+		targetOAuth2: {Name: targetOAuth2, Label: "(d) oauth2-proxy", HTTP: true, Peer: true,
 			Bin: h.tools.oauth2, Ver: h.tools.oauth2Ver, start: startOAuth2Proxy},
 	}
 	py := h.targets[targetFlask]

@@ -232,6 +232,8 @@ func (h *harness) markdown(rep *report) string {
 	}
 	p("- Tokens: RS256, RSA-2048, issuer `%s`, audience `%s`; *hit* = one token repeated, *miss* = %d distinct tokens, each sent once\n",
 		issuer, audience, s.Tokens)
+	p("- JWKS served on 127.0.0.1: %d time(s) over plain HTTP (extauthz, oauth2-proxy), %d time(s) over TLS (the Flask app)\n",
+		h.idp.plainHits.Load(), h.idp.tlsHits.Load())
 	p("- Targets:\n")
 	for _, t := range rep.Targets {
 		switch {

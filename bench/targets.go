@@ -41,7 +41,6 @@ var flaskApp embed.FS
 type target struct {
 	Name  string
 	Label string // in the tables
-	Role  string // "(a)".."(d)" for the comparison points, "" for ours
 	GRPC  bool
 	HTTP  bool
 	Peer  bool   // skipped when not installed, unless --require-peers

@@ -279,7 +279,7 @@ func (h *harness) prepare(ctx context.Context) error {
 	h.setupTargets()
 	for _, t := range h.order {
 		if t.Skip != "" {
-			if t.Peer && h.cfg.requirePeers {
+			if t.Peer && h.cfg.requirePeers && slices.Contains(h.cfg.targets, t.Name) {
 				return fmt.Errorf("%s is required (-require-peers) but %s", t.Label, t.Skip)
 			}
 			h.logf("skipping %s: %s", t.Label, t.Skip)

@@ -753,19 +753,24 @@ func (h *harness) waitQuiet(ctx context.Context) (time.Duration, error) {
 	if h.cfg.quietBelow <= 0 || h.cfg.quietWait <= 0 {
 		return 0, nil
 	}
-	start := time.Now()
+	// The clock starts after the first one-second sample: a machine that
+	// is quiet at once costs that second and no wait.
+	var start time.Time
 	for {
 		busy, err := busyShare(ctx, time.Second)
 		if err != nil {
 			return 0, err
 		}
+		if start.IsZero() {
+			start = time.Now()
+		}
 		waited := time.Since(start)
 		if busy < h.cfg.quietBelow {
-			return waited.Truncate(time.Second), nil
+			return waited.Round(time.Second), nil
 		}
 		if waited >= h.cfg.quietWait {
 			h.logf("the machine is still %.0f%% busy after %s; measuring anyway", 100*busy, waited.Round(time.Second))
-			return waited.Truncate(time.Second), nil
+			return waited.Round(time.Second), nil
 		}
 		select {
 		case <-ctx.Done():

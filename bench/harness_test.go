@@ -601,3 +601,27 @@ func TestFormat(t *testing.T) {
 		}
 	}
 }
+
+func TestWaitQuiet(t *testing.T) {
+	tests := []struct {
+		name  string
+		cfg   config
+		limit time.Duration // the call must return within this
+	}{
+		{name: "off", cfg: config{quietBelow: 0, quietWait: time.Minute}, limit: 100 * time.Millisecond},
+		{name: "always quiet", cfg: config{quietBelow: 1.01, quietWait: time.Minute}, limit: 3 * time.Second},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := &harness{cfg: tc.cfg, log: io.Discard}
+			start := time.Now()
+			waited, err := h.waitQuiet(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if waited != 0 || time.Since(start) > tc.limit {
+				t.Errorf("waited %v (reported) in %v, want 0 within %v", waited, time.Since(start), tc.limit)
+			}
+		})
+	}
+}

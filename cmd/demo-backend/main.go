@@ -24,6 +24,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/extauthz/extauthz/cmd/internal/flagenv"
 	"github.com/extauthz/extauthz/demo/backend"
 	"github.com/extauthz/extauthz/logging"
 )
@@ -43,9 +44,7 @@ type options struct {
 
 const envPrefix = "BACKEND_"
 
-func envName(flagName string) string {
-	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
-}
+func envName(flagName string) string { return flagenv.Name(envPrefix, flagName) }
 
 // parseFlags reads args, then BACKEND_* variables for flags not on the
 // command line.
@@ -68,21 +67,8 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 	if fs.NArg() > 0 {
 		return options{}, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	var envErr error
-	fs.VisitAll(func(f *flag.Flag) {
-		if set[f.Name] || envErr != nil {
-			return
-		}
-		if v, ok := lookupEnv(envName(f.Name)); ok {
-			if err := fs.Set(f.Name, v); err != nil {
-				envErr = fmt.Errorf("%s: %w", envName(f.Name), err)
-			}
-		}
-	})
-	if envErr != nil {
-		return options{}, envErr
+	if _, err := flagenv.Apply(fs, envPrefix, lookupEnv); err != nil {
+		return options{}, err
 	}
 	if _, err := logging.Level(o.logLevel); err != nil {
 		return options{}, err

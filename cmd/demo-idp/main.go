@@ -29,6 +29,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/extauthz/extauthz/cmd/internal/flagenv"
 	"github.com/extauthz/extauthz/demo/idp"
 	"github.com/extauthz/extauthz/logging"
 )
@@ -62,9 +63,7 @@ type options struct {
 const envPrefix = "IDP_"
 
 // envName maps a flag name to its environment variable.
-func envName(flagName string) string {
-	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
-}
+func envName(flagName string) string { return flagenv.Name(envPrefix, flagName) }
 
 // parseFlags reads args, then IDP_* variables for flags not on the command
 // line.
@@ -96,24 +95,11 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 	if fs.NArg() > 0 {
 		return options{}, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
-	o.explicit = map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { o.explicit[f.Name] = true })
-	var envErr error
-	fs.VisitAll(func(f *flag.Flag) {
-		if o.explicit[f.Name] || envErr != nil {
-			return
-		}
-		if v, ok := lookupEnv(envName(f.Name)); ok {
-			if err := fs.Set(f.Name, v); err != nil {
-				envErr = fmt.Errorf("%s: %w", envName(f.Name), err)
-				return
-			}
-			o.explicit[f.Name] = true
-		}
-	})
-	if envErr != nil {
-		return options{}, envErr
+	explicit, err := flagenv.Apply(fs, envPrefix, lookupEnv)
+	if err != nil {
+		return options{}, err
 	}
+	o.explicit = explicit
 	if _, err := logging.Level(o.logLevel); err != nil {
 		return options{}, err
 	}

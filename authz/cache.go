@@ -63,7 +63,9 @@ type CacheStats struct {
 	Entries      int    // results held now, positive and negative
 }
 
-func newTokenCache(size int) *tokenCache {
+// now is the server's clock: a positive entry lives in the cache until the
+// token's expiry as that clock reads it (usable checks it again on every hit).
+func newTokenCache(size int, now func() time.Time) *tokenCache {
 	if size <= 0 {
 		return nil
 	}
@@ -71,7 +73,7 @@ func newTokenCache(size int) *tokenCache {
 		if e.Value.expires.IsZero() {
 			return 24 * time.Hour // negative entries fall out by size long before
 		}
-		return max(time.Until(e.Value.expires), time.Second)
+		return max(e.Value.expires.Sub(now()), time.Second)
 	})
 	neg := max(size/4, 16)
 	return &tokenCache{

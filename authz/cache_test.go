@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"fmt"
 	"runtime"
 	"sync"
@@ -369,4 +370,25 @@ func BenchmarkCacheMemory(b *testing.B) {
 	b.ReportMetric(float64(after-before)/float64(entries), "B/entry")
 	b.ReportMetric(float64(after)/(1<<20), "MiB-heap")
 	b.ReportMetric(float64(entries), "entries")
+}
+
+// TestTokenCacheLifetimeFollowsServerClock pins that a cached success lives
+// until the token's expiry on the server's clock, not the wall clock's: with a
+// clock far from the wall clock (a test's fixed time, a host whose clock was
+// stepped), a wall-clock lifetime would drop every entry after a second.
+func TestTokenCacheLifetimeFollowsServerClock(t *testing.T) {
+	for _, offset := range []time.Duration{-24 * 365 * time.Hour, 0, 24 * 365 * time.Hour} {
+		clock := time.Now().Add(offset)
+		c := newTokenCache(16, func() time.Time { return clock })
+		key := sha256.Sum256([]byte("token"))
+		v := verified{reason: Allowed, kid: kidA, validTill: clock.Add(time.Hour)}
+		c.put(key, v, &versionedFake{}, 1, nil)
+		e, ok := c.pos.GetEntryQuietly(key)
+		if !ok {
+			t.Fatalf("offset %v: success not cached", offset)
+		}
+		if got := e.ExpiresAfter(); got < 59*time.Minute || got > time.Hour {
+			t.Errorf("offset %v: entry expires after %v, want the token's remaining hour", offset, got)
+		}
+	}
 }

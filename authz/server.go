@@ -182,7 +182,7 @@ func New(cfg Config) (*Server, error) {
 		if size == 0 {
 			size = DefaultTokenCacheSize
 		}
-		s.cache = newTokenCache(size)
+		s.cache = newTokenCache(size, s.now)
 	}
 	return s, nil
 }

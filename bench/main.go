@@ -370,7 +370,8 @@ func (h *harness) setupTargets() {
 }
 
 // measureAll runs every target in every mode and case it supports, one at
-// a time: gRPC first, then the half-saturation runs of extauthz, then HTTP,
+// a time: gRPC first, then the half-saturation runs of extauthz (and of the
+// do-nothing server at the same rate), then HTTP,
 // then the memory run.
 func (h *harness) measureAll(ctx context.Context) error {
 	for _, mode := range []string{modeGRPC, modeHTTP} {
@@ -410,12 +411,21 @@ func (h *harness) measureAll(ctx context.Context) error {
 				if !ok {
 					continue
 				}
+				// The do-nothing server at the same asked rate is the control:
+				// its tail is what the transport, the load generator and the
+				// shared CPUs add whatever the server does.
 				rate := max(1, int(sat.RPS/2))
-				r, err := h.measure(ctx, h.targets[targetOurs], modeGRPC, tc, rate, 0)
-				if err != nil {
-					return fmt.Errorf("extauthz gRPC %s at %d/s: %w", tc, rate, err)
+				for _, name := range []string{targetOurs, targetNop} {
+					t := h.targets[name]
+					if t == nil || t.Skip != "" {
+						continue
+					}
+					r, err := h.measure(ctx, t, modeGRPC, tc, rate, 0)
+					if err != nil {
+						return fmt.Errorf("%s gRPC %s at %d/s: %w", t.Label, tc, rate, err)
+					}
+					h.results = append(h.results, r)
 				}
-				h.results = append(h.results, r)
 			}
 		}
 	}

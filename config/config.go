@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -22,6 +23,8 @@ type Config struct {
 	GRPCAddr  string
 	HTTPAddr  string
 	AdminAddr string
+	// AdminPprof serves net/http/pprof under /debug/pprof/ on AdminAddr.
+	AdminPprof bool
 
 	Providers    []Provider
 	Rules        []Rule // --public-paths first, then the file's rules
@@ -104,6 +107,9 @@ type setting struct {
 	usage string
 }
 
+// switches are the settings that are true or false: the bare flag means true.
+var switches = []string{"admin-pprof"}
+
 func (s setting) env() string {
 	return "AUTHZ_" + strings.ToUpper(strings.ReplaceAll(s.name, "-", "_"))
 }
@@ -118,6 +124,7 @@ var settings = []setting{
 	{"grpc-addr", ":9191", "listen address of the Envoy ext_authz v3 gRPC service and gRPC health"},
 	{"http-addr", ":9192", "listen address of the HTTP forward-auth check (every path is a check)"},
 	{"admin-addr", ":9090", "listen address of /healthz, /readyz and /metrics"},
+	{"admin-pprof", "false", "also serve Go's runtime profiles (net/http/pprof) under /debug/pprof/ on the admin address; keep that address private"},
 	{"public-paths", "", "comma-separated paths that need no token (matched before the file's rules)"},
 	{"jwks-refresh-interval", "15m", "time between scheduled JWKS refreshes"},
 	{"jwks-min-refresh-interval", "10s", "least time between refreshes triggered by an unknown kid"},
@@ -157,6 +164,7 @@ type fileConfig struct {
 	GRPCAddr               *string        `yaml:"grpc_addr"`
 	HTTPAddr               *string        `yaml:"http_addr"`
 	AdminAddr              *string        `yaml:"admin_addr"`
+	AdminPprof             *bool          `yaml:"admin_pprof"`
 	PublicPaths            *string        `yaml:"public_paths"`
 	JWKSRefreshInterval    *time.Duration `yaml:"jwks_refresh_interval"`
 	JWKSMinRefreshInterval *time.Duration `yaml:"jwks_min_refresh_interval"`
@@ -214,6 +222,12 @@ func Load(args []string, env Lookup, usage io.Writer) (*Config, error) {
 	fs.Usage = func() {}
 	vals := make(map[string]*string, len(settings))
 	for _, s := range settings {
+		if slices.Contains(switches, s.name) {
+			v := &switchValue{s: s.def}
+			fs.Var(v, s.name, s.usage+" [$"+s.env()+"]")
+			vals[s.name] = &v.s
+			continue
+		}
 		vals[s.name] = fs.String(s.name, s.def, s.usage+" [$"+s.env()+"]")
 	}
 	if err := fs.Parse(args); err != nil {
@@ -322,6 +336,19 @@ func Load(args []string, env Lookup, usage io.Writer) (*Config, error) {
 		}
 		return n
 	}
+	boolean := func(name string, fromFile *bool) bool {
+		var f *string
+		if fromFile != nil {
+			s := strconv.FormatBool(*fromFile)
+			f = &s
+		}
+		v, src := get(name, f)
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %q is not true or false", src, v))
+		}
+		return b
+	}
 	num := func(name string, fromFile *string) int64 {
 		v, src := get(name, fromFile)
 		n, err := strconv.ParseInt(v, 10, 64)
@@ -334,6 +361,7 @@ func Load(args []string, env Lookup, usage io.Writer) (*Config, error) {
 	cfg.GRPCAddr = str("grpc-addr", file.GRPCAddr)
 	cfg.HTTPAddr = str("http-addr", file.HTTPAddr)
 	cfg.AdminAddr = str("admin-addr", file.AdminAddr)
+	cfg.AdminPprof = boolean("admin-pprof", file.AdminPprof)
 	cfg.JWKSRefreshInterval = dur("jwks-refresh-interval", file.JWKSRefreshInterval, false)
 	cfg.JWKSMinRefreshInterval = dur("jwks-min-refresh-interval", file.JWKSMinRefreshInterval, false)
 	cfg.JWKSFetchTimeout = dur("jwks-fetch-timeout", file.JWKSFetchTimeout, false)
@@ -683,3 +711,24 @@ func lineOf(root *yaml.Node, key string, idx int) int {
 	}
 	return 0
 }
+
+// switchValue is a boolean flag kept as text, so that it resolves like every
+// other setting (flag, variable, file, default): --name alone means true.
+type switchValue struct{ s string }
+
+func (v *switchValue) String() string {
+	if v == nil {
+		return ""
+	}
+	return v.s
+}
+
+func (v *switchValue) Set(s string) error {
+	if _, err := strconv.ParseBool(s); err != nil {
+		return errors.New("not true or false")
+	}
+	v.s = s
+	return nil
+}
+
+func (v *switchValue) IsBoolFlag() bool { return true }

@@ -628,6 +628,8 @@ func TestLoadInvalidValues(t *testing.T) {
 		{name: "positional argument", args: []string{"serve"}, wants: []string{"serve"}},
 		{name: "unknown flag", args: []string{"--isuer", "x"}, wants: []string{"isuer"}},
 		{name: "jwks url not http", args: []string{"--jwks-url", "file:///etc/keys.json"}, wants: []string{"--jwks-url", "file:///etc/keys.json"}},
+		{name: "switch flag", args: []string{"--admin-pprof=yes"}, wants: []string{"admin-pprof", "yes"}},
+		{name: "switch variable", env: env{"AUTHZ_ADMIN_PPROF": "on"}, wants: []string{"AUTHZ_ADMIN_PPROF", "on"}},
 		{name: "issuer not a URL", args: []string{"--issuer", "tenant", "--audience", "a"}, ownProvider: true, wants: []string{"--issuer", "tenant"}},
 	}
 	for _, tc := range tests {
@@ -648,6 +650,32 @@ func TestLoadInvalidValues(t *testing.T) {
 			}
 			if usage.Len() > 0 {
 				t.Errorf("Load wrote %q to the usage writer; only -h should", usage.String())
+			}
+		})
+	}
+}
+
+// TestLoadSwitch pins how a true-or-false setting resolves: the bare flag
+// means true, and flag, variable and file keep their precedence.
+func TestLoadSwitch(t *testing.T) {
+	file := writeConfig(t, "issuer: https://tenant.example.com\naudience: a\nadmin_pprof: true\n")
+	tests := []struct {
+		name string
+		args []string
+		env  env
+		want bool
+	}{
+		{name: "default", args: minimal, want: false},
+		{name: "bare flag", args: append([]string{"--admin-pprof"}, minimal...), want: true},
+		{name: "flag false", args: append([]string{"--admin-pprof=false"}, minimal...), env: env{"AUTHZ_ADMIN_PPROF": "true"}, want: false},
+		{name: "variable", args: minimal, env: env{"AUTHZ_ADMIN_PPROF": "1"}, want: true},
+		{name: "file", args: []string{"--config", file}, want: true},
+		{name: "variable over file", args: []string{"--config", file}, env: env{"AUTHZ_ADMIN_PPROF": "false"}, want: false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := load(t, tc.args, tc.env).AdminPprof; got != tc.want {
+				t.Errorf("AdminPprof = %v, want %v", got, tc.want)
 			}
 		})
 	}
@@ -792,7 +820,7 @@ func TestLoadHelp(t *testing.T) {
 			}
 			out := usage.String()
 			for _, s := range settings {
-				if !strings.Contains(out, "-"+s.name+" ") {
+				if !strings.Contains(out, "-"+s.name+" ") && !strings.Contains(out, "-"+s.name+"\n") {
 					t.Errorf("usage does not list -%s:\n%s", s.name, out)
 				}
 				if !strings.Contains(out, "[$"+s.env()+"]") {

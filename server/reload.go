@@ -244,7 +244,7 @@ func drain(ctx context.Context, g *generation, wait time.Duration) bool {
 
 // needsRestart lists the settings that differ between the configuration at
 // start and a reloaded one but only take effect at start: the listeners and
-// their limits, the TLS file names (their content is reloaded on its own),
+// their limits and handlers (admin_pprof), the TLS file names (their content is reloaded on its own),
 // the log format, and the log level when no LevelVar was given.
 func needsRestart(start, next *config.Config, hotLevel bool) []string {
 	var diff []string
@@ -256,6 +256,7 @@ func needsRestart(start, next *config.Config, hotLevel bool) []string {
 	add("grpc_addr", start.GRPCAddr != next.GRPCAddr)
 	add("http_addr", start.HTTPAddr != next.HTTPAddr)
 	add("admin_addr", start.AdminAddr != next.AdminAddr)
+	add("admin_pprof", start.AdminPprof != next.AdminPprof)
 	add("tls_cert_file", start.TLSCertFile != next.TLSCertFile)
 	add("tls_key_file", start.TLSKeyFile != next.TLSKeyFile)
 	add("tls_client_ca_file", start.TLSClientCAFile != next.TLSClientCAFile)

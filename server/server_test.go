@@ -7,6 +7,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -733,5 +734,37 @@ func TestDenialLog(t *testing.T) {
 				t.Errorf("the log holds part %d of the %s token", i, reason)
 			}
 		}
+	}
+}
+
+// TestAdminPprof pins that the runtime profiles are served on the admin
+// address only when asked for, and never on the check listeners.
+func TestAdminPprof(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		t.Run(strconv.FormatBool(on), func(t *testing.T) {
+			js := newJWKS(t, signer{key(0), "k0"})
+			cfg := testConfig(js)
+			cfg.AdminPprof = on
+			h := start(t, cfg)
+			h.waitReady()
+			want := http.StatusNotFound
+			if on {
+				want = http.StatusOK
+			}
+			for _, path := range []string{"/debug/pprof/", "/debug/pprof/heap?debug=1", "/debug/pprof/goroutine?debug=1", "/debug/pprof/profile?seconds=1", "/debug/pprof/cmdline"} {
+				if code, _ := h.get(path); code != want {
+					t.Errorf("GET admin %s = %d, want %d", path, code, want)
+				}
+			}
+			// The forward-auth port treats every path as a check.
+			resp, err := h.http.Get("http://" + h.httpAddr + "/debug/pprof/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusUnauthorized {
+				t.Errorf("GET check /debug/pprof/ = %d, want 401 (a check without a token)", resp.StatusCode)
+			}
+		})
 	}
 }

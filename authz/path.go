@@ -254,7 +254,8 @@ type policy struct {
 // reading) and merges the answers of every reading: the path is public only
 // if every reading is, and the scopes of every reading's rule are required.
 func policyFor(rules []rule, target string) policy {
-	vs, ok := variants(target)
+	var one [1]string // the plain target's only reading, without an allocation
+	vs, ok := variants(target, one[:0])
 	if vs == nil {
 		return policy{tooLong: true}
 	}
@@ -384,13 +385,16 @@ func firstMatch(rules []rule, p string) *rule {
 // after three decodings): such a target is never public. out is nil when a
 // target that needs several readings is longer than MaxSlowPathBytes. A plain target,
 // the common case, has one reading and costs one scan.
-func variants(target string) (out []string, ok bool) {
+//
+// The plain target's reading is appended to buf; other readings go to a new
+// slice.
+func variants(target string, buf []string) (out []string, ok bool) {
 	if i := strings.IndexByte(target, '?'); i >= 0 {
 		target = target[:i]
 	}
 	if !strings.ContainsAny(target, `%\;#`) && !strings.Contains(target, "//") && !strings.Contains(target, "/.") &&
 		strings.HasPrefix(target, "/") {
-		return []string{target}, validChars(target)
+		return append(buf[:0], target), validChars(target)
 	}
 	if len(target) > MaxSlowPathBytes {
 		return nil, false

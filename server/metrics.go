@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"math"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,11 +17,17 @@ import (
 // its own (no globals). Labels come from closed sets: provider names from the
 // config and authz.Reason values; never a kid or a subject.
 type metrics struct {
-	reg       *prometheus.Registry
-	checks    *prometheus.CounterVec
-	latency   *prometheus.HistogramVec
-	fetches   *prometheus.CounterVec
-	fetchTime *prometheus.HistogramVec
+	reg     *prometheus.Registry
+	checks  *prometheus.CounterVec
+	latency *prometheus.HistogramVec
+	// bound holds the checks counter of each (provider, reason) seen, and
+	// allowLatency/denyLatency the two latency series: a check looks its
+	// series up in a sync.Map instead of hashing label values every time.
+	// The label sets are closed (configured providers, the reason enum).
+	bound                     sync.Map // checkSeries -> prometheus.Counter
+	allowLatency, denyLatency prometheus.Observer
+	fetches                   *prometheus.CounterVec
+	fetchTime                 *prometheus.HistogramVec
 
 	reloads        *prometheus.CounterVec
 	lastReloadOK   prometheus.Gauge
@@ -63,6 +70,7 @@ func newMetrics(caches func() []*jwks.Cache, tokenCache func() authz.CacheStats,
 	}
 	// Both results exist from the start, so that rate() and alerts see a
 	// series before the first reload.
+	m.allowLatency, m.denyLatency = m.latency.WithLabelValues("allow"), m.latency.WithLabelValues("deny")
 	m.reloads.WithLabelValues("success")
 	m.reloads.WithLabelValues("error")
 	m.reg.MustRegister(m.checks, m.latency, m.fetches, m.fetchTime, m.reloads, m.lastReloadOK, m.lastReloadTime,
@@ -73,12 +81,26 @@ func newMetrics(caches func() []*jwks.Cache, tokenCache func() authz.CacheStats,
 
 // ObserveCheck implements authz.Observer.
 func (m *metrics) ObserveCheck(_ context.Context, provider string, reason authz.Reason, d time.Duration) {
-	result := "deny"
-	if reason.Allow() {
-		result = "allow"
+	k := checkSeries{provider, reason}
+	c, ok := m.bound.Load(k)
+	if !ok {
+		result := "deny"
+		if reason.Allow() {
+			result = "allow"
+		}
+		c, _ = m.bound.LoadOrStore(k, m.checks.WithLabelValues(provider, string(reason), result))
 	}
-	m.checks.WithLabelValues(provider, string(reason), result).Inc()
-	m.latency.WithLabelValues(result).Observe(d.Seconds())
+	c.(prometheus.Counter).Inc()
+	if reason.Allow() {
+		m.allowLatency.Observe(d.Seconds())
+	} else {
+		m.denyLatency.Observe(d.Seconds())
+	}
+}
+
+type checkSeries struct {
+	provider string
+	reason   authz.Reason
 }
 
 // reloaded records a configuration load: the initial one (counted as no

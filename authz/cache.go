@@ -41,7 +41,13 @@ type versionedKeys interface {
 // The SHA-256 key is collision resistant, so one token can never be answered
 // with another's result.
 type tokenCache struct {
-	pos, neg              *otter.Cache[[sha256.Size]byte, *cacheEntry]
+	pos, neg *otter.Cache[[sha256.Size]byte, *cacheEntry]
+	size     int
+}
+
+// cacheCounters count one Server's lookups, so that a cache taken over by
+// the next Server is not counted twice.
+type cacheCounters struct {
 	hits, misses, negHits atomic.Uint64
 }
 
@@ -77,33 +83,35 @@ func newTokenCache(size int, now func() time.Time) *tokenCache {
 	})
 	neg := max(size/4, 16)
 	return &tokenCache{
-		pos: otter.Must(&otter.Options[[sha256.Size]byte, *cacheEntry]{MaximumSize: size, ExpiryCalculator: expiry}),
-		neg: otter.Must(&otter.Options[[sha256.Size]byte, *cacheEntry]{MaximumSize: neg, ExpiryCalculator: expiry}),
+		size: size,
+		pos:  otter.Must(&otter.Options[[sha256.Size]byte, *cacheEntry]{MaximumSize: size, ExpiryCalculator: expiry}),
+		neg:  otter.Must(&otter.Options[[sha256.Size]byte, *cacheEntry]{MaximumSize: neg, ExpiryCalculator: expiry}),
 	}
 }
 
-func (c *tokenCache) stats() CacheStats {
+func (c *tokenCache) stats(n *cacheCounters) CacheStats {
 	if c == nil {
 		return CacheStats{}
 	}
-	return CacheStats{Hits: c.hits.Load(), NegativeHits: c.negHits.Load(), Misses: c.misses.Load(),
+	return CacheStats{Hits: n.hits.Load(), NegativeHits: n.negHits.Load(), Misses: n.misses.Load(),
 		Entries: c.pos.EstimatedSize() + c.neg.EstimatedSize()}
 }
 
-// get returns the cached result for the token, if one is usable now.
-func (c *tokenCache) get(ctx context.Context, key [sha256.Size]byte, now time.Time) (verified, bool) {
+// get returns the cached result for the token, if one is usable now, and
+// counts the lookup in n.
+func (c *tokenCache) get(ctx context.Context, n *cacheCounters, key [sha256.Size]byte, now time.Time) (verified, bool) {
 	if e, ok := c.pos.GetIfPresent(key); ok {
 		if c.usable(ctx, c.pos, key, e, now) {
-			c.hits.Add(1)
+			n.hits.Add(1)
 			return e.v, true
 		}
 	} else if e, ok := c.neg.GetIfPresent(key); ok {
 		if c.usable(ctx, c.neg, key, e, now) {
-			c.negHits.Add(1)
+			n.negHits.Add(1)
 			return e.v, true
 		}
 	}
-	c.misses.Add(1)
+	n.misses.Add(1)
 	return verified{}, false
 }
 

@@ -392,3 +392,97 @@ func TestTokenCacheLifetimeFollowsServerClock(t *testing.T) {
 		}
 	}
 }
+
+// funcKeys is a KeySource of a type that cannot be compared.
+type funcKeys func(context.Context, *jwt.Token) (any, error)
+
+func (f funcKeys) Key(ctx context.Context, t *jwt.Token) (any, error) { return f(ctx, t) }
+
+// TestTokenCacheTakeOver pins when a reloaded Server takes over the
+// verified-token cache of the one it replaces (Config.Previous): only when
+// every cached result would be the same under the new configuration.
+func TestTokenCacheTakeOver(t *testing.T) {
+	k := testKeys()
+	keysA := &versionedFake{fakeKeys: newFakeKeys(kidA, &k.keyA.PublicKey)}
+	keysB := newFakeKeys(kidB, &k.keyB.PublicKey)
+	base := func() Config {
+		c := baseConfig(keysA, keysB)
+		c.TokenCacheSize = 100
+		return c
+	}
+	tests := []struct {
+		name   string
+		mutate func(*Config)
+		shared bool
+	}{
+		{name: "nothing changed", mutate: func(*Config) {}, shared: true},
+		{name: "rules changed", mutate: func(c *Config) { c.Rules = []Rule{{Path: "/admin", Scopes: []string{"root"}}} }, shared: true},
+		{name: "realm changed", mutate: func(c *Config) { c.Realm = "other" }, shared: true},
+		{name: "providers reordered, audiences reordered", mutate: func(c *Config) {
+			c.Providers[0], c.Providers[1] = c.Providers[1], c.Providers[0]
+			c.Providers[0].Audiences = []string{audience2, audience}
+		}, shared: true},
+		{name: "audience added", mutate: func(c *Config) {
+			c.Providers[0].Audiences = append(c.Providers[0].Audiences, "https://other.example.com")
+		}},
+		{name: "audience replaced", mutate: func(c *Config) { c.Providers[1].Audiences = []string{audience} }},
+		{name: "algorithms changed", mutate: func(c *Config) { c.Providers[0].Algorithms = []string{"RS256", "PS256"} }},
+		{name: "provider removed", mutate: func(c *Config) { c.Providers = c.Providers[:1] }},
+		{name: "issuer changed", mutate: func(c *Config) { c.Providers[1].Issuer = "https://elsewhere.example.com" }},
+		{name: "another key source", mutate: func(c *Config) { c.Providers[1].Keys = newFakeKeys(kidB, &k.keyB.PublicKey) }},
+		{name: "claim headers changed", mutate: func(c *Config) { c.ClaimHeaders = map[string]string{"x-user": "sub"} }},
+		{name: "clock skew changed", mutate: func(c *Config) { c.ClockSkew = 5 * time.Second }},
+		{name: "cache size changed", mutate: func(c *Config) { c.TokenCacheSize = 200 }},
+		{name: "cache disabled", mutate: func(c *Config) { c.TokenCacheSize = -1 }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			prev, err := New(base())
+			if err != nil {
+				t.Fatal(err)
+			}
+			tok := mint(t, tokenSpec{})
+			if d := prev.Decide(context.Background(), Request{Path: "/x", Authorization: bearer(tok)}); d.Reason != Allowed {
+				t.Fatal(d.Reason)
+			}
+			cfg := base()
+			tc.mutate(&cfg)
+			cfg.Previous = prev
+			next, err := New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := next.SharesTokenCache(prev); got != tc.shared {
+				t.Fatalf("SharesTokenCache = %v, want %v", got, tc.shared)
+			}
+			d := next.Decide(context.Background(), Request{Path: "/x", Authorization: bearer(tok)})
+			st := next.CacheStats()
+			if tc.shared && (d.Reason != Allowed || st.Hits != 1 || st.Misses != 0) {
+				t.Errorf("taken-over cache: %s, stats %+v; want allowed from the cache (1 hit, 0 misses, counted on the new server)", d.Reason, st)
+			}
+			if !tc.shared && st.Hits != 0 {
+				t.Errorf("fresh cache: stats %+v; want no hit", st)
+			}
+			if p := prev.CacheStats(); p.Hits != 0 || p.Misses != 1 {
+				t.Errorf("previous server's counters %+v changed; want its own 0 hits, 1 miss", p)
+			}
+		})
+	}
+	t.Run("key source not comparable", func(t *testing.T) {
+		fk := funcKeys(keysB.Key)
+		cfg := base()
+		cfg.Providers[1].Keys = fk
+		prev, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Previous = prev
+		next, err := New(cfg) // must not panic comparing the key sources
+		if err != nil {
+			t.Fatal(err)
+		}
+		if next.SharesTokenCache(prev) {
+			t.Error("a cache was taken over with key sources that cannot be compared")
+		}
+	})
+}

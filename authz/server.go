@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -32,7 +33,8 @@ type Server struct {
 	claimHeaders    []claimHeader // sorted by name
 	allClaimHeaders []string      // their names, sorted: what an anonymous request removes
 	skew            time.Duration
-	cache           *tokenCache // nil when disabled
+	cache           *tokenCache // nil when disabled; may be shared with the Server this one replaced
+	cacheCount      cacheCounters
 	realm           string
 	maxToken        int
 	source          string // forward-auth source of the original request
@@ -47,6 +49,7 @@ type provider struct {
 	name      string
 	issuer    string
 	algs      []string
+	audiences []string // sorted
 	keys      KeySource
 	validator *jwt.Validator
 }
@@ -128,10 +131,11 @@ func New(cfg Config) (*Server, error) {
 			name = p.Issuer
 		}
 		s.providers[p.Issuer] = &provider{
-			name:   name,
-			issuer: p.Issuer,
-			algs:   slices.Clone(algs),
-			keys:   p.Keys,
+			name:      name,
+			issuer:    p.Issuer,
+			algs:      slices.Clone(algs),
+			audiences: slices.Sorted(slices.Values(p.Audiences)),
+			keys:      p.Keys,
 			validator: jwt.NewValidator(
 				jwt.WithIssuer(p.Issuer),
 				jwt.WithAudience(p.Audiences...),
@@ -182,14 +186,50 @@ func New(cfg Config) (*Server, error) {
 		if size == 0 {
 			size = DefaultTokenCacheSize
 		}
-		s.cache = newTokenCache(size, s.now)
+		if p := cfg.Previous; p != nil && p.cache != nil && p.cache.size == size && s.sameVerification(p) {
+			s.cache = p.cache
+		} else {
+			s.cache = newTokenCache(size, s.now)
+		}
 	}
 	return s, nil
 }
 
-// CacheStats returns the verified-token cache's counters (zero when the
-// cache is disabled).
-func (s *Server) CacheStats() CacheStats { return s.cache.stats() }
+// sameVerification reports whether every cached result of p would be the
+// same under s: the same providers (issuer, audiences, algorithms and the
+// very same key source, whose key-set versions the entries recorded), claim
+// headers (entries hold them rendered) and clock skew (entries hold the
+// validity window).
+func (s *Server) sameVerification(p *Server) bool {
+	if len(s.providers) != len(p.providers) || s.skew != p.skew || !slices.Equal(s.claimHeaders, p.claimHeaders) {
+		return false
+	}
+	for iss, a := range s.providers {
+		b, ok := p.providers[iss]
+		if !ok || !slices.Equal(a.algs, b.algs) || !slices.Equal(a.audiences, b.audiences) || !sameKeySource(a.keys, b.keys) {
+			return false
+		}
+	}
+	return true
+}
+
+// sameKeySource compares key sources by identity; a key source of a type
+// that cannot be compared is never the same (== would panic).
+func sameKeySource(a, b KeySource) bool {
+	ta, tb := reflect.TypeOf(a), reflect.TypeOf(b)
+	return ta == tb && ta != nil && ta.Comparable() && a == b
+}
+
+// CacheStats returns this Server's verified-token cache counters (zero when
+// the cache is disabled) and the entries its cache holds, which a taken-over
+// cache shares with the Server it came from (see [Server.SharesTokenCache]).
+func (s *Server) CacheStats() CacheStats { return s.cache.stats(&s.cacheCount) }
+
+// SharesTokenCache reports whether s and o use one verified-token cache:
+// o replaced s (or s replaced o) with [Config.Previous] and took it over.
+func (s *Server) SharesTokenCache(o *Server) bool {
+	return s != nil && o != nil && s.cache != nil && s.cache == o.cache
+}
 
 // Request is what a decision needs of one HTTP request.
 type Request struct {
@@ -333,7 +373,7 @@ func (s *Server) verify(ctx context.Context, raw string) verified {
 		return v
 	}
 	key := sha256.Sum256([]byte(raw))
-	if v, ok := s.cache.get(ctx, key, s.now()); ok {
+	if v, ok := s.cache.get(ctx, &s.cacheCount, key, s.now()); ok {
 		return v
 	}
 	v, keys, version, verifier := s.verifyToken(ctx, raw)

@@ -8,9 +8,9 @@ import (
 	"google.golang.org/grpc/codes"
 )
 
-// TestReloadMetrics: the token cache counters add up across a reload (a
-// reload builds a new cache, and the counters must not go back), and the
-// reload metrics record the start and each reload.
+// TestReloadMetrics: the token cache counters add up across reloads (the
+// counters never go back, whether a reload takes the cache over or starts a
+// new one), and the reload metrics record the start and each reload.
 func TestReloadMetrics(t *testing.T) {
 	k := signer{key(0), "k0"}
 	js := newJWKS(t, k)
@@ -52,14 +52,29 @@ func TestReloadMetrics(t *testing.T) {
 		t.Errorf("extauthz_token_cache_entries = %v, want 1", v)
 	}
 
+	// A reload that changes only rules takes the cache over: the token is
+	// not verified again, and the cache's entries are counted once.
 	writeFile(t, path, fileConfig(true, watch, js))
 	h.waitReloads("success", 1)
 	if hits, misses := lookups("hit"), lookups("miss"); hits != 2 || misses != 1 {
 		t.Errorf("after the reload: token cache hits %v, misses %v; want still 2, 1", hits, misses)
 	}
-	h.mustCheck("/admin", token) // the new cache verifies it once more
 	h.mustCheck("/admin", token)
-	if hits, misses := lookups("hit"), lookups("miss"); hits != 3 || misses != 2 {
-		t.Errorf("after checks on the new generation: hits %v, misses %v; want 3, 2", hits, misses)
+	h.mustCheck("/admin", token)
+	if hits, misses := lookups("hit"), lookups("miss"); hits != 4 || misses != 1 {
+		t.Errorf("after checks on the new generation: hits %v, misses %v; want 4, 1 (the cache taken over)", hits, misses)
+	}
+	if v, _ := metricValue(h.scrape(), "extauthz_token_cache_entries", nil); v != 1 {
+		t.Errorf("extauthz_token_cache_entries after the take-over = %v, want 1", v)
+	}
+
+	// A reload that changes what a cached result holds (claim headers)
+	// starts an empty cache: the token is verified once more.
+	writeFile(t, path, fileConfig(true, watch+"claim_headers:\n  x-user: sub\n", js))
+	h.waitReloads("success", 2)
+	h.mustCheck("/admin", token)
+	h.mustCheck("/admin", token)
+	if hits, misses := lookups("hit"), lookups("miss"); hits != 5 || misses != 2 {
+		t.Errorf("after a reload with new claim headers: hits %v, misses %v; want 5, 2", hits, misses)
 	}
 }

@@ -204,6 +204,7 @@ func (s *Server) build(cfg *config.Config, prev *generation) (g *generation, fre
 		Logger:            s.log,
 		Observer:          checkObserver{m: s.metrics},
 		Now:               s.opts.Now,
+		Previous:          prev.authzServer(),
 	})
 	if err != nil {
 		return nil, nil, err
@@ -228,12 +229,15 @@ func (s *Server) tokenCacheStats() authz.CacheStats {
 	defer s.statsMu.Unlock()
 	sum := s.retiredStats
 	gens := append([]*generation{s.gen.Load()}, s.retiring...)
-	for _, g := range gens {
+	for i, g := range gens {
 		st := g.authz.CacheStats()
 		sum.Hits += st.Hits
 		sum.NegativeHits += st.NegativeHits
 		sum.Misses += st.Misses
-		sum.Entries += st.Entries
+		// A cache taken over by a reload is counted once.
+		if !slices.ContainsFunc(gens[:i], func(o *generation) bool { return o.authz.SharesTokenCache(g.authz) }) {
+			sum.Entries += st.Entries
+		}
 	}
 	return sum
 }
@@ -269,6 +273,15 @@ func keyOf(cfg *config.Config, p config.Provider) cacheKey {
 }
 
 // cache returns g's cache for k, nil if g is nil or has none.
+// authzServer is g's decision server, nil for no generation (the first
+// build).
+func (g *generation) authzServer() *authz.Server {
+	if g == nil {
+		return nil
+	}
+	return g.authz
+}
+
 func (g *generation) cache(k cacheKey) *jwks.Cache {
 	if g == nil {
 		return nil

@@ -11,6 +11,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"github.com/extauthz/extauthz/bench/internal/loadstat"
 	"io"
 	"net/http"
 	"net/url"
@@ -377,14 +378,14 @@ func TestParseWrk(t *testing.T) {
 			name: "clean",
 			out: "Running 10s test\nBENCHJSON {\"requests\":1000,\"duration_us\":2000000,\"connect\":0,\"read\":0,\"write\":0,\"status\":0,\"timeout\":0," +
 				"\"p50_us\":500,\"p99_us\":1500,\"p999_us\":3000,\"wraps\":0}\n",
-			want: load{Requests: 1000, Elapsed: 2 * time.Second, RPS: 500, P50: 500 * time.Microsecond, P99: 1500 * time.Microsecond, P999: 3 * time.Millisecond},
+			want: load{Stats: loadstat.Stats{Requests: 1000, Elapsed: 2 * time.Second, RPS: 500, P50: 500 * time.Microsecond, P99: 1500 * time.Microsecond, P999: 3 * time.Millisecond}},
 		},
 		{
 			name: "errors and wraps",
 			out: "BENCHJSON {\"requests\":10,\"duration_us\":1000000,\"connect\":1,\"read\":0,\"write\":0,\"status\":3,\"timeout\":2," +
 				"\"p50_us\":1,\"p99_us\":2,\"p999_us\":3,\"wraps\":4}\n",
-			want: load{Requests: 10, Elapsed: time.Second, RPS: 10, P50: time.Microsecond, P99: 2 * time.Microsecond, P999: 3 * time.Microsecond,
-				Errors: 6, Wraps: 4, ErrorKinds: map[string]int64{"connect": 1, "status>=400": 3, "timeout": 2}},
+			want: load{Stats: loadstat.Stats{Requests: 10, Elapsed: time.Second, RPS: 10, P50: time.Microsecond, P99: 2 * time.Microsecond, P999: 3 * time.Microsecond,
+				Errors: 6, ErrorKinds: map[string]int64{"connect": 1, "status>=400": 3, "timeout": 2}}, Wraps: 4},
 		},
 		{name: "no line", out: "Running 10s test\n", wantErr: true},
 		{name: "no duration", out: "BENCHJSON {\"requests\":1}\n", wantErr: true},

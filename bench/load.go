@@ -17,6 +17,7 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/extauthz/extauthz/bench/internal/loadstat"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protodesc"
@@ -29,15 +30,7 @@ const checkMethod = "envoy.service.auth.v3.Authorization/Check"
 
 // load is the outcome of one load-generator run.
 type load struct {
-	Requests int64         `json:"requests"`
-	Elapsed  time.Duration `json:"elapsed_ns"`
-	RPS      float64       `json:"rps"`
-	P50      time.Duration `json:"p50_ns"`
-	P99      time.Duration `json:"p99_ns"`
-	P999     time.Duration `json:"p999_ns"`
-	Errors   int64         `json:"errors"`
-	// ErrorKinds counts errors by kind (gRPC status, wrk error class).
-	ErrorKinds map[string]int64 `json:"error_kinds,omitempty"`
+	loadstat.Stats
 	// Wraps is how many times a wrk thread started its token list again
 	// (miss runs: more requests than distinct tokens).
 	Wraps int64 `json:"wraps,omitempty"`
@@ -160,6 +153,44 @@ func (r ghzRun) run(ctx context.Context) (load, error) {
 	return l, err
 }
 
+// paceRun is one run of the open-loop latency client (bench/pace).
+type paceRun struct {
+	bin, addr, data  string
+	rps, maxInflight int
+	duration         time.Duration
+}
+
+func (r paceRun) args() []string {
+	return []string{"-addr", r.addr, "-data", r.data, "-rps", strconv.Itoa(r.rps),
+		"-duration", r.duration.String(), "-max-inflight", strconv.Itoa(r.maxInflight)}
+}
+
+func (r paceRun) run(ctx context.Context) (load, error) {
+	out, cpu, err := runTool(ctx, "pace", r.bin, r.args())
+	if err != nil {
+		return load{}, err
+	}
+	var l load
+	if err := json.Unmarshal(out, &l.Stats); err != nil {
+		return load{}, fmt.Errorf("pace output: %w", err)
+	}
+	l.genCPU = cpu
+	return l, nil
+}
+
+// runTool runs a load generator to its end and returns its standard output
+// and CPU time; a failure carries the end of what it printed.
+func runTool(ctx context.Context, name, bin string, args []string) ([]byte, time.Duration, error) {
+	cmd := exec.CommandContext(ctx, bin, args...)
+	var stdout bytes.Buffer
+	stderr := &tail{max: 16 << 10}
+	cmd.Stdout, cmd.Stderr = &stdout, stderr
+	if err := cmd.Run(); err != nil {
+		return nil, 0, fmt.Errorf("%s: %w: %s%s", name, err, stderr.String(), stdout.String())
+	}
+	return stdout.Bytes(), processCPUTime(cmd), nil
+}
+
 // ghzReport is the part of ghz's JSON report the harness reads.
 type ghzReport struct {
 	Count   int64         `json:"count"`
@@ -184,7 +215,7 @@ func parseGhz(r io.Reader) (load, error) {
 		return load{}, errors.New("ghz report: no calls")
 	}
 	lat := make([]time.Duration, 0, len(rep.Details))
-	l := load{Requests: int64(len(rep.Details)), Elapsed: rep.Total, RPS: rep.RPS}
+	l := load{Stats: loadstat.Stats{Requests: int64(len(rep.Details)), Elapsed: rep.Total, RPS: rep.RPS}}
 	for _, d := range rep.Details {
 		lat = append(lat, d.Latency)
 		if d.Status != "OK" {
@@ -291,18 +322,15 @@ func (r wrkRun) args() []string {
 }
 
 func (r wrkRun) run(ctx context.Context) (load, error) {
-	cmd := exec.CommandContext(ctx, r.bin, r.args()...)
-	var stdout bytes.Buffer
-	stderr := &tail{max: 16 << 10}
-	cmd.Stdout, cmd.Stderr = &stdout, stderr
-	if err := cmd.Run(); err != nil {
-		return load{}, fmt.Errorf("wrk: %w: %s%s", err, stderr.String(), stdout.String())
-	}
-	l, err := parseWrk(stdout.String())
+	out, cpu, err := runTool(ctx, "wrk", r.bin, r.args())
 	if err != nil {
-		return load{}, fmt.Errorf("%w\n%s%s", err, stdout.String(), stderr.String())
+		return load{}, err
 	}
-	l.genCPU = processCPUTime(cmd)
+	l, err := parseWrk(string(out))
+	if err != nil {
+		return load{}, fmt.Errorf("%w\n%s", err, out)
+	}
+	l.genCPU = cpu
 	return l, nil
 }
 
@@ -338,14 +366,13 @@ func parseWrk(out string) (load, error) {
 	if v.DurationUS <= 0 {
 		return load{}, errors.New("wrk: BENCHJSON: no duration")
 	}
-	l := load{
+	l := load{Stats: loadstat.Stats{
 		Requests: v.Requests,
 		Elapsed:  time.Duration(v.DurationUS) * time.Microsecond,
 		P50:      time.Duration(v.P50) * time.Microsecond,
 		P99:      time.Duration(v.P99) * time.Microsecond,
 		P999:     time.Duration(v.P999) * time.Microsecond,
-		Wraps:    v.Wraps,
-	}
+	}, Wraps: v.Wraps}
 	l.RPS = float64(v.Requests) / l.Elapsed.Seconds()
 	for k, n := range map[string]int64{"connect": v.Connect, "read": v.Read, "write": v.Write, "status>=400": v.Status, "timeout": v.Timeout} {
 		if n > 0 {

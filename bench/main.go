@@ -39,6 +39,10 @@ const (
 	modeHTTP = "http"
 )
 
+// genPace marks the runs of the open-loop latency client (bench/pace)
+// instead of ghz.
+const genPace = "pace"
+
 // The token cases of a run.
 const (
 	caseHit  = "hit"  // one token, repeated
@@ -180,7 +184,7 @@ type harness struct {
 	root    string // module root
 	work    string // temporary directory, removed at the end
 	runs    int
-	bins    struct{ ours, nop, python string }
+	bins    struct{ ours, nop, pace, python string }
 	tools   tools
 	targets map[string]*target
 	order   []*target
@@ -202,6 +206,9 @@ type result struct {
 	Case        string `json:"case"`
 	Concurrency int    `json:"concurrency"`
 	RateLimit   int    `json:"rate_limit,omitempty"` // requests/s asked of ghz; 0: unlimited
+	// Generator is "" for ghz (gRPC) and wrk (HTTP), genPace for the
+	// open-loop latency client.
+	Generator string `json:"generator,omitempty"`
 	load
 	Memory memory `json:"memory"`
 	CPU    cpuUse `json:"cpu"`
@@ -270,11 +277,11 @@ func (h *harness) prepare(ctx context.Context) error {
 			found(h.tools.ghz), found(h.tools.wrk), h.cfg.toolsDir)
 	}
 	bin := filepath.Join(h.work, "bin")
-	h.logf("building cmd/extauthz and bench/nop")
-	if err := goBuild(ctx, h.root, bin, "./cmd/extauthz", "./bench/nop"); err != nil {
+	h.logf("building cmd/extauthz, bench/nop and bench/pace")
+	if err := goBuild(ctx, h.root, bin, "./cmd/extauthz", "./bench/nop", "./bench/pace"); err != nil {
 		return err
 	}
-	h.bins.ours, h.bins.nop = filepath.Join(bin, "extauthz"), filepath.Join(bin, "nop")
+	h.bins.ours, h.bins.nop, h.bins.pace = filepath.Join(bin, "extauthz"), filepath.Join(bin, "nop"), filepath.Join(bin, "pace")
 	h.cache = detectTokenCache(ctx, h.bins.ours, h.root)
 	h.setupTargets()
 	for _, t := range h.order {
@@ -380,7 +387,7 @@ func (h *harness) measureAll(ctx context.Context) error {
 				continue
 			}
 			for _, tc := range []string{caseHit, caseMiss} {
-				r, err := h.measure(ctx, t, mode, tc, 0, 0)
+				r, err := h.measure(ctx, t, mode, tc, 0, 0, "")
 				if err == nil && mode == modeHTTP && tc == caseMiss {
 					// The first miss run lasted as long as the tokens would at
 					// the hit run's pace. A target that is slower on misses
@@ -388,7 +395,7 @@ func (h *harness) measureAll(ctx context.Context) error {
 					// as the tokens last at the pace just measured.
 					if d := h.missDuration(r.RPS); d > r.Elapsed.Round(time.Second) {
 						h.logf("%s http miss: %s at %.0f req/s uses a fraction of the tokens; measuring again for %s", t.Label, r.Elapsed.Round(time.Second), r.RPS, d)
-						r, err = h.measure(ctx, t, mode, tc, 0, d)
+						r, err = h.measure(ctx, t, mode, tc, 0, d, "")
 					}
 				}
 				if err != nil {
@@ -413,18 +420,21 @@ func (h *harness) measureAll(ctx context.Context) error {
 				}
 				// The do-nothing server at the same asked rate is the control:
 				// its tail is what the transport, the load generator and the
-				// shared CPUs add whatever the server does.
+				// shared CPUs add whatever the server does. Each runs under
+				// ghz and under the lean open-loop client (bench/pace).
 				rate := max(1, int(sat.RPS/2))
-				for _, name := range []string{targetOurs, targetNop} {
-					t := h.targets[name]
-					if t == nil || t.Skip != "" {
-						continue
+				for _, gen := range []string{"", genPace} {
+					for _, name := range []string{targetOurs, targetNop} {
+						t := h.targets[name]
+						if t == nil || t.Skip != "" {
+							continue
+						}
+						r, err := h.measure(ctx, t, modeGRPC, tc, rate, 0, gen)
+						if err != nil {
+							return fmt.Errorf("%s gRPC %s at %d/s %s: %w", t.Label, tc, rate, cmpOrString(gen, "ghz"), err)
+						}
+						h.results = append(h.results, r)
 					}
-					r, err := h.measure(ctx, t, modeGRPC, tc, rate, 0)
-					if err != nil {
-						return fmt.Errorf("%s gRPC %s at %d/s: %w", t.Label, tc, rate, err)
-					}
-					h.results = append(h.results, r)
 				}
 			}
 		}
@@ -442,10 +452,16 @@ func firstLine(s string) string {
 	return line
 }
 
-// find returns the result of a run; half selects the half-saturation runs.
+// find returns the result of a ghz or wrk run; half selects the
+// half-saturation runs.
 func (h *harness) find(mode, target, tc string, half bool) (result, bool) {
+	return h.findGen(mode, target, tc, half, "")
+}
+
+// findGen is find for the runs of one load generator ("" or genPace).
+func (h *harness) findGen(mode, target, tc string, half bool, gen string) (result, bool) {
 	for _, r := range h.results {
-		if r.Mode == mode && r.Target == target && r.Case == tc && (r.RateLimit > 0) == half {
+		if r.Mode == mode && r.Target == target && r.Case == tc && (r.RateLimit > 0) == half && r.Generator == gen {
 			return r, true
 		}
 	}
@@ -467,8 +483,8 @@ func (h *harness) missDuration(rps float64) time.Duration {
 // measured load, reads its memory and stops it. rate > 0 paces ghz; wrkDur
 // > 0 sets the wrk duration of a miss run (otherwise it is derived from the
 // hit run's pace).
-func (h *harness) measure(ctx context.Context, t *target, mode, tc string, rate int, wrkDur time.Duration) (result, error) {
-	r := result{Mode: mode, Target: t.Name, Case: tc, Concurrency: h.cfg.concurrency, RateLimit: rate}
+func (h *harness) measure(ctx context.Context, t *target, mode, tc string, rate int, wrkDur time.Duration, gen string) (result, error) {
+	r := result{Mode: mode, Target: t.Name, Case: tc, Concurrency: h.cfg.concurrency, RateLimit: rate, Generator: gen}
 	var err error
 	if r.QuietWait, err = h.waitQuiet(ctx); err != nil {
 		return r, err
@@ -490,8 +506,18 @@ func (h *harness) measure(ctx context.Context, t *target, mode, tc string, rate 
 	if err != nil {
 		return r, err
 	}
-	switch mode {
-	case modeGRPC:
+	switch {
+	case mode == modeGRPC && gen == genPace:
+		run := paceRun{bin: h.bins.pace, addr: in.grpcAddr, data: h.files.grpcHit, rps: rate, duration: h.cfg.halfDuration, maxInflight: 1024}
+		if tc == caseMiss {
+			run.data = h.files.grpcMiss
+			if n := int(float64(rate) * h.cfg.halfDuration.Seconds()); n > h.cfg.tokens {
+				r.Note = fmt.Sprintf("%d calls over %d distinct tokens", n, h.cfg.tokens)
+			}
+		}
+		r.Concurrency = 0 // open loop: as many in flight as the latency needs
+		r.load, err = run.run(ctx)
+	case mode == modeGRPC:
 		run := h.ghz(in.grpcAddr, h.files.grpcHit, h.cfg.grpcRequests, rate)
 		if tc == caseMiss {
 			run.data = h.files.grpcMiss
@@ -507,7 +533,7 @@ func (h *harness) measure(ctx context.Context, t *target, mode, tc string, rate 
 			}
 		}
 		r.load, err = run.run(ctx)
-	case modeHTTP:
+	case mode == modeHTTP:
 		run := h.wrk(in.httpURL, h.files.wrkHit, h.cfg.wrkDuration)
 		if tc == caseMiss {
 			run.tokens = h.files.wrkMiss
@@ -549,8 +575,15 @@ func (h *harness) measure(ctx context.Context, t *target, mode, tc string, rate 
 	if err := in.probe(ctx, mode, h.tokens.hit, tamper(h.tokens.hit), t.AllowsAll); err != nil {
 		return r, in.main().failure(fmt.Errorf("after the run: %w", err))
 	}
-	h.logf("%-36s %-4s %-4s %s", t.Label, mode, tc+rateSuffix(rate), summary(r))
+	h.logf("%-36s %-4s %-4s %s", t.Label, mode, tc+rateSuffix(rate)+genSuffix(gen), summary(r))
 	return r, nil
+}
+
+func genSuffix(gen string) string {
+	if gen == "" {
+		return ""
+	}
+	return " (" + gen + ")"
 }
 
 func rateSuffix(rate int) string {

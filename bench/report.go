@@ -161,13 +161,15 @@ func (h *harness) goals() []goal {
 			Verdict:  verdict(v >= 0.8),
 		})
 	}
-	for _, tc := range []string{caseHit, caseMiss} {
-		if r, ok := h.find(modeGRPC, targetOurs, tc, true); ok {
-			out = append(out, goal{
-				Goal:     fmt.Sprintf("gRPC, %s: p99 < 1 ms at half of the saturation throughput", plural(tc)),
-				Measured: fmt.Sprintf("p99 %s at %s req/s (asked %s/s)%s", fmtDur(r.P99), fmtInt(r.RPS), fmtInt(float64(r.RateLimit)), h.nopAtRate(tc)),
-				Verdict:  verdict(r.P99 < time.Millisecond && r.Errors == 0),
-			})
+	for _, gen := range []string{"", genPace} {
+		for _, tc := range []string{caseHit, caseMiss} {
+			if r, ok := h.findGen(modeGRPC, targetOurs, tc, true, gen); ok {
+				out = append(out, goal{
+					Goal:     fmt.Sprintf("gRPC, %s: p99 < 1 ms at half of the saturation throughput (%s)", plural(tc), genName(gen)),
+					Measured: fmt.Sprintf("p99 %s at %s req/s (asked %s/s)%s", fmtDur(r.P99), fmtInt(r.RPS), fmtInt(float64(r.RateLimit)), h.nopAtRate(tc, gen)),
+					Verdict:  verdict(r.P99 < time.Millisecond && r.Errors == 0),
+				})
+			}
 		}
 	}
 	m, v := both(modeHTTP, targetFlask, 20)
@@ -181,10 +183,19 @@ func (h *harness) goals() []goal {
 	return out
 }
 
+// genName names a load generator of the half-saturation runs.
+func genName(gen string) string {
+	if gen == genPace {
+		return "open-loop Go client"
+	}
+	return "ghz"
+}
+
 // nopAtRate describes the do-nothing server's p99 at the rate extauthz's
-// half-saturation run of this case was asked for, when it ran.
-func (h *harness) nopAtRate(tc string) string {
-	if r, ok := h.find(modeGRPC, targetNop, tc, true); ok {
+// half-saturation run of this case was asked for, under the same load
+// generator, when it ran.
+func (h *harness) nopAtRate(tc, gen string) string {
+	if r, ok := h.findGen(modeGRPC, targetNop, tc, true, gen); ok {
 		return fmt.Sprintf("; the do-nothing server at the same rate: p99 %s", fmtDur(r.P99))
 	}
 	return ""
@@ -289,22 +300,29 @@ func (h *harness) markdown(rep *report) string {
 		}
 		if mode == modeGRPC {
 			var half []result
-			for _, tc := range []string{caseHit, caseMiss} {
-				for _, name := range []string{targetOurs, targetNop} {
-					if r, ok := h.find(modeGRPC, name, tc, true); ok {
-						half = append(half, r)
+			for _, gen := range []string{"", genPace} {
+				for _, tc := range []string{caseHit, caseMiss} {
+					for _, name := range []string{targetOurs, targetNop} {
+						if r, ok := h.findGen(modeGRPC, name, tc, true, gen); ok {
+							half = append(half, r)
+						}
 					}
 				}
 			}
 			if len(half) > 0 {
-				p("\n#### At half of extauthz's saturation throughput (ghz `--rps`, %s)\n\n", s.HalfDuration)
-				p("The do-nothing server at the same asked rate is the control: its tail is what the transport, ghz and the shared CPUs add, whatever the server does.\n\n")
-				p("| target | tokens | extauthz saturation req/s | asked req/s | achieved req/s | p50 | p99 | p99.9 | errors | target CPU/req | other load |\n")
-				p("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+				p("\n#### At half of extauthz's saturation throughput (%s each)\n\n", s.HalfDuration)
+				p("Two load generators at the same asked rate: ghz (`--rps`, `-c %d`), and `bench/pace`, an open-loop Go client that decodes the requests before the clock starts, sends each call at its scheduled time from its own goroutine and measures its latency from that scheduled time (a stall of either side counts against every call it delays; *from send* is the latency from the actual send). ", h.cfg.concurrency)
+				p("The do-nothing server under the same generator and rate is the control: its tail is what the transport, the load generator and the shared CPUs add, whatever the server does.\n\n")
+				p("| load generator | target | tokens | extauthz saturation req/s | asked req/s | achieved req/s | p50 | p99 | p99.9 | p99 from send | errors | target CPU/req | other load |\n")
+				p("|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 				for _, r := range half {
 					sat, _ := h.find(modeGRPC, targetOurs, r.Case, false)
-					p("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", h.targets[r.Target].Label, r.Case, fmtInt(sat.RPS), fmtInt(float64(r.RateLimit)), fmtInt(r.RPS),
-						fmtDur(r.P50), fmtDur(r.P99), fmtDur(r.P999), fmtErrors(r.load), fmtCPUPerReq(r), fmtShare(r.CPU.Other))
+					fromSend := "–"
+					if r.Generator == genPace {
+						fromSend = fmtDur(r.SendP99)
+					}
+					p("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", genName(r.Generator), h.targets[r.Target].Label, r.Case, fmtInt(sat.RPS), fmtInt(float64(r.RateLimit)), fmtInt(r.RPS),
+						fmtDur(r.P50), fmtDur(r.P99), fmtDur(r.P999), fromSend, fmtErrors(r.load), fmtCPUPerReq(r), fmtShare(r.CPU.Other))
 				}
 			}
 		}
@@ -372,6 +390,9 @@ func (h *harness) notes(mode string) []string {
 		label := h.targets[r.Target].Label
 		if r.RateLimit > 0 {
 			label += fmt.Sprintf(" at %d/s", r.RateLimit)
+		}
+		if r.Generator != "" {
+			label += " (" + genName(r.Generator) + ")"
 		}
 		if r.Errors > 0 {
 			out = append(out, fmt.Sprintf("- %s, %s: errors by kind: %v", label, r.Case, r.ErrorKinds))

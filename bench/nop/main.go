@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -65,10 +66,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	// The options of server/server.go that bear on throughput: Envoy and
 	// ghz multiplex checks on one connection, so the stream limit is raised
-	// the same way.
+	// the same way, and streams run on the same pool of stream workers.
 	gs := grpc.NewServer(
 		grpc.MaxRecvMsgSize(1<<20),
 		grpc.MaxConcurrentStreams(1024),
+		grpc.NumStreamWorkers(uint32(max(64, 8*runtime.GOMAXPROCS(0)))), // as server/server.go
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	)
 	authv3.RegisterAuthorizationServer(gs, allow{})

@@ -11,6 +11,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"github.com/extauthz/extauthz/bench/internal/loadstat"
 	"io"
 	"net/http"
@@ -181,6 +182,17 @@ func TestParseFlags(t *testing.T) {
 		{name: "zero tokens", args: []string{"--tokens", "0"}, wantErr: true},
 		{name: "quiet share above 1", args: []string{"--quiet-below", "1.5"}, wantErr: true},
 		{name: "stray argument", args: []string{"now"}, wantErr: true},
+		{name: "server environment without a value", args: []string{"--server-env", "GOGC"}, wantErr: true},
+		{
+			name: "server environment",
+			args: []string{"--server-env", "GOGC=400", "--server-env=GOMAXPROCS=1"},
+			check: func(c config) string {
+				if strings.Join(c.serverEnv, " ") != "GOGC=400 GOMAXPROCS=1" {
+					return fmt.Sprintf("serverEnv = %q", c.serverEnv)
+				}
+				return ""
+			},
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

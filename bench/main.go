@@ -72,6 +72,7 @@ type config struct {
 	quietBelow   float64
 	quietWait    time.Duration
 	serverArgs   []string
+	serverEnv    []string // KEY=VALUE for extauthz only
 	args         []string // as given, for the report
 }
 
@@ -109,6 +110,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.Float64Var(&c.quietBelow, "quiet-below", 0.3, "before each run, wait until other processes use less than this share of all CPUs (0 never waits)")
 	fs.DurationVar(&c.quietWait, "quiet-wait", 30*time.Second, "longest wait for a quiet machine before each run; the run then goes ahead and its other-load figure tells")
 	fs.Var((*listFlag)(&c.serverArgs), "server-arg", "extra argument for extauthz (repeatable), e.g. -server-arg=--token-cache-size=50000")
+	fs.Var((*listFlag)(&c.serverEnv), "server-env", "extra environment variable for extauthz only (repeatable), e.g. -server-env=GOGC=400; the peers and load generators do not get it")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -165,6 +167,11 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return c, errors.New("-quiet-below must be between 0 and 1, -quiet-wait not negative")
 	case c.toolsDir == "":
 		return c, errors.New("-tools-dir is empty and no user cache directory is known; set it")
+	}
+	for _, kv := range c.serverEnv {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+			return c, fmt.Errorf("-server-env %q is not KEY=VALUE", kv)
+		}
 	}
 	if c.tokenCache == "" {
 		c.tokenCache = filepath.Join(c.toolsDir, "tokens")

@@ -48,6 +48,7 @@ type serverInfo struct {
 	Version    string   `json:"version"`
 	CacheFlags []string `json:"token_cache_flags"`
 	ExtraArgs  []string `json:"extra_args,omitempty"`
+	ExtraEnv   []string `json:"extra_env,omitempty"`
 }
 
 type settings struct {
@@ -93,7 +94,7 @@ func (h *harness) buildReport() *report {
 		Date:    h.started.UTC(),
 		Command: commandLine(c.args),
 		Machine: readMachine(h.loadAvg + " at the start, " + loadAverage() + " at the end"),
-		Server:  serverInfo{Version: h.cache.version, CacheFlags: h.cache.flags, ExtraArgs: c.serverArgs},
+		Server:  serverInfo{Version: h.cache.version, CacheFlags: h.cache.flags, ExtraArgs: c.serverArgs, ExtraEnv: c.serverEnv},
 		Settings: settings{
 			Concurrency: c.concurrency, GRPCRequests: c.grpcRequests, GRPCWarmup: c.grpcWarmup, GRPCConns: c.grpcConns,
 			WrkThreads: c.wrkThreads, WrkDuration: c.wrkDuration, WrkWarmup: c.wrkWarmup, HalfDuration: c.halfDuration,
@@ -239,6 +240,9 @@ func (h *harness) markdown(rep *report) string {
 		cache = "token cache settings: `--" + strings.Join(rep.Server.CacheFlags, "`, `--") + "` (defaults unless below)"
 	}
 	p("- extauthz: `%s`, built with `go build ./cmd/extauthz`, default settings; %s", cmpOrString(rep.Server.Version, "unknown"), cache)
+	if len(rep.Server.ExtraEnv) > 0 {
+		p("; environment `%s`", strings.Join(rep.Server.ExtraEnv, " "))
+	}
 	if len(rep.Server.ExtraArgs) > 0 {
 		p("; extra arguments `%s`", strings.Join(rep.Server.ExtraArgs, " "))
 	}

@@ -128,7 +128,7 @@ func startOurs(ctx context.Context, h *harness, extra []string) (*instance, erro
 		"--issuer", issuer, "--audience", audience, "--jwks-url", h.idp.URL,
 	}
 	args = append(append(args, h.cfg.serverArgs...), extra...)
-	p, err := launch(ctx, "extauthz", dir, childEnv(), readyURL("http://"+addr[2]+"/readyz", http.StatusOK, 30*time.Second), h.bins.ours, args...)
+	p, err := launch(ctx, "extauthz", dir, childEnv(h.cfg.serverEnv...), readyURL("http://"+addr[2]+"/readyz", http.StatusOK, 30*time.Second), h.bins.ours, args...)
 	if err != nil {
 		return nil, err
 	}

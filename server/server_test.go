@@ -7,7 +7,6 @@ import (
 	"math"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -740,8 +739,12 @@ func TestDenialLog(t *testing.T) {
 // TestAdminPprof pins that the runtime profiles are served on the admin
 // address only when asked for, and never on the check listeners.
 func TestAdminPprof(t *testing.T) {
-	for _, on := range []bool{false, true} {
-		t.Run(strconv.FormatBool(on), func(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		on   bool
+	}{{"off by default", false}, {"on with --admin-pprof", true}} {
+		on := tc.on
+		t.Run(tc.name, func(t *testing.T) {
 			js := newJWKS(t, signer{key(0), "k0"})
 			cfg := testConfig(js)
 			cfg.AdminPprof = on

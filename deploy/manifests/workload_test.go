@@ -470,6 +470,21 @@ func (w *workload) checkDeployment(p *problems) {
 	env := map[string]string{}
 	for _, e := range c.Env {
 		env[e.Name] = e.Value
+		// The Go runtime's memory limit follows this container's limit.
+		if e.Name == "GOMEMLIMIT" {
+			if r := e.ValueFrom; r == nil || r.ResourceFieldRef == nil || r.ResourceFieldRef.Resource != "limits.memory" ||
+				(r.ResourceFieldRef.ContainerName != "" && r.ResourceFieldRef.ContainerName != c.Name) ||
+				(!r.ResourceFieldRef.Divisor.IsZero() && r.ResourceFieldRef.Divisor.Value() != 1) {
+				p.addf("%s: GOMEMLIMIT is not this container's limits.memory in bytes", cw)
+			} else if _, ok := c.Resources.Limits[corev1.ResourceMemory]; !ok {
+				p.addf("%s: GOMEMLIMIT follows limits.memory, but the container sets no memory limit", cw)
+			}
+		}
+	}
+	if v, ok := env["GOGC"]; ok && v != "off" {
+		if n, err := strconv.Atoi(v); err != nil || n <= 0 {
+			p.addf("%s: GOGC %q is not a positive percentage or off", cw, v)
+		}
 	}
 	if env["AUTHZ_CONFIG"] != configPath {
 		p.addf("%s: AUTHZ_CONFIG is %q, want %q", cw, env["AUTHZ_CONFIG"], configPath)

@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -150,8 +151,8 @@ func TestParseFlags(t *testing.T) {
 			name: "quick defaults",
 			args: []string{"--quick"},
 			check: func(c config) string {
-				if strings.Join(c.targets, ",") != targetOurs+","+targetNop || c.fill != 0 || c.halfDuration != 0 || c.out != "" || c.quietBelow != 0 {
-					return "quick must select extauthz and nop, no fill, no half-saturation runs, no output file, no waiting for quiet"
+				if strings.Join(c.targets, ",") != targetOurs+","+targetNop || c.fill != 0 || c.halfDuration != 0 || c.out != "" || c.quietBelow != 0 || c.repeat != 1 {
+					return "quick must select extauthz and nop, no fill, no half-saturation runs, no output file, no waiting for quiet, one run each"
 				}
 				return ""
 			},
@@ -181,6 +182,7 @@ func TestParseFlags(t *testing.T) {
 		{name: "fewer requests than workers", args: []string{"--grpc-requests", "10", "-c", "50"}, wantErr: true},
 		{name: "zero tokens", args: []string{"--tokens", "0"}, wantErr: true},
 		{name: "quiet share above 1", args: []string{"--quiet-below", "1.5"}, wantErr: true},
+		{name: "no repeat", args: []string{"--repeat", "0"}, wantErr: true},
 		{name: "stray argument", args: []string{"now"}, wantErr: true},
 		{name: "server environment without a value", args: []string{"--server-env", "GOGC"}, wantErr: true},
 		{
@@ -634,6 +636,35 @@ func TestWaitQuiet(t *testing.T) {
 			}
 			if waited != 0 || time.Since(start) > tc.limit {
 				t.Errorf("waited %v (reported) in %v, want 0 within %v", waited, time.Since(start), tc.limit)
+			}
+		})
+	}
+}
+
+func TestMedian(t *testing.T) {
+	run := func(rps float64) result { return result{load: load{Stats: loadstat.Stats{RPS: rps}}} }
+	tests := []struct {
+		name string
+		rps  []float64
+		want float64
+		runs []float64
+	}{
+		{name: "one run", rps: []float64{5}, want: 5},
+		{name: "three runs", rps: []float64{9, 3, 7}, want: 7, runs: []float64{9, 3, 7}},
+		{name: "even count takes the upper median", rps: []float64{4, 1, 3, 2}, want: 3, runs: []float64{4, 1, 3, 2}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var runs []result
+			for _, v := range tc.rps {
+				runs = append(runs, run(v))
+			}
+			got := median(runs)
+			if got.RPS != tc.want || !slices.Equal(got.RunsRPS, tc.runs) {
+				t.Errorf("median = %v with runs %v, want %v with runs %v", got.RPS, got.RunsRPS, tc.want, tc.runs)
+			}
+			if len(runs) > 1 && runs[0].RunsRPS != nil {
+				t.Error("median changed its input")
 			}
 		})
 	}

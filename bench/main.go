@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -52,6 +53,7 @@ const (
 // config is the harness's flags.
 type config struct {
 	quick        bool
+	repeat       int
 	install      bool
 	requirePeers bool
 	toolsDir     string
@@ -89,6 +91,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		fmt.Fprintf(stderr, "Usage: go run ./bench [flags]\n\nBuilds cmd/extauthz, starts it and the peers on 127.0.0.1 one at a time, loads\neach with ghz (gRPC) and wrk (HTTP), and writes the tables of BENCHMARKS.md.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
+	fs.IntVar(&c.repeat, "repeat", 3, "runs of extauthz and of the do-nothing server per mode and case, interleaved; the median by req/s is reported (peers run once)")
 	fs.BoolVar(&c.quick, "quick", false, "smoke run: few requests, only extauthz and the do-nothing server, no fill run; writes no file unless -out is given")
 	fs.BoolVar(&c.install, "install", false, "first build ghz and the Go peers into -tools-dir, and apt-get install wrk and the Flask stack when root")
 	fs.BoolVar(&c.requirePeers, "require-peers", false, "fail instead of skipping a peer that is not installed")
@@ -130,6 +133,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 			"wrk-warmup":    func() { c.wrkWarmup = time.Second },
 			"half-duration": func() { c.halfDuration = 0 },
 			"quiet-below":   func() { c.quietBelow = 0 },
+			"repeat":        func() { c.repeat = 1 },
 		}
 		for name, apply := range quick {
 			if !set[name] {
@@ -151,6 +155,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return c, fmt.Errorf("-targets must include %s: every ratio is against it", targetOurs)
 	}
 	switch {
+	case c.repeat < 1 || c.repeat > 25:
+		return c, errors.New("-repeat must be between 1 and 25")
 	case c.tokens < 1 || c.tokens > 10_000_000:
 		return c, errors.New("-tokens must be between 1 and 10000000")
 	case c.fill < 0 || c.fill > 10_000_000:
@@ -213,6 +219,9 @@ type result struct {
 	Case        string `json:"case"`
 	Concurrency int    `json:"concurrency"`
 	RateLimit   int    `json:"rate_limit,omitempty"` // requests/s asked of ghz; 0: unlimited
+	// RunsRPS is the req/s of every repetition when the run was repeated
+	// (-repeat); the result is the median one.
+	RunsRPS []float64 `json:"runs_rps,omitempty"`
 	// Generator is "" for ghz (gRPC) and wrk (HTTP), genPace for the
 	// open-loop latency client.
 	Generator string `json:"generator,omitempty"`
@@ -384,37 +393,60 @@ func (h *harness) setupTargets() {
 }
 
 // measureAll runs every target in every mode and case it supports, one at
-// a time: gRPC first, then the half-saturation runs of extauthz (and of the
-// do-nothing server at the same rate), then HTTP,
-// then the memory run.
+// a time. Per mode: extauthz and the do-nothing server -repeat times,
+// interleaved (the median run by req/s is reported, so that one noisy run
+// decides no ratio), then each peer once; after gRPC, the half-saturation
+// runs of extauthz and of the do-nothing server at the same rate; then the
+// memory run.
 func (h *harness) measureAll(ctx context.Context) error {
 	for _, mode := range []string{modeGRPC, modeHTTP} {
+		var core []*target
 		for _, t := range h.order {
-			if t.Skip != "" || (mode == modeGRPC && !t.GRPC) || (mode == modeHTTP && !t.HTTP) {
+			if t.Skip == "" && !t.Peer && ((mode == modeGRPC && t.GRPC) || (mode == modeHTTP && t.HTTP)) {
+				core = append(core, t)
+			}
+		}
+		runs := map[string][]result{}
+		for range h.cfg.repeat {
+			for _, t := range core {
+				hitRPS := 0.0
+				for _, tc := range []string{caseHit, caseMiss} {
+					r, err := h.measureCase(ctx, t, mode, tc, hitRPS)
+					if err != nil {
+						return fmt.Errorf("%s %s %s: %w", t.Label, mode, tc, err)
+					}
+					if tc == caseHit {
+						hitRPS = r.RPS
+					}
+					runs[t.Name+"/"+tc] = append(runs[t.Name+"/"+tc], r)
+				}
+			}
+		}
+		for _, t := range core {
+			for _, tc := range []string{caseHit, caseMiss} {
+				h.results = append(h.results, median(runs[t.Name+"/"+tc]))
+			}
+		}
+		for _, t := range h.order {
+			if t.Skip != "" || !t.Peer || (mode == modeGRPC && !t.GRPC) || (mode == modeHTTP && !t.HTTP) {
 				continue
 			}
+			hitRPS := 0.0
 			for _, tc := range []string{caseHit, caseMiss} {
-				r, err := h.measure(ctx, t, mode, tc, 0, 0, "")
-				if err == nil && mode == modeHTTP && tc == caseMiss {
-					// The first miss run lasted as long as the tokens would at
-					// the hit run's pace. A target that is slower on misses
-					// (a cache) gets a second run, on a fresh process, as long
-					// as the tokens last at the pace just measured.
-					if d := h.missDuration(r.RPS); d > r.Elapsed.Round(time.Second) {
-						h.logf("%s http miss: %s at %.0f req/s uses a fraction of the tokens; measuring again for %s", t.Label, r.Elapsed.Round(time.Second), r.RPS, d)
-						r, err = h.measure(ctx, t, mode, tc, 0, d, "")
-					}
-				}
+				r, err := h.measureCase(ctx, t, mode, tc, hitRPS)
 				if err != nil {
 					if ctx.Err() != nil {
 						return ctx.Err()
 					}
-					if !t.Peer || h.cfg.requirePeers {
+					if h.cfg.requirePeers {
 						return fmt.Errorf("%s %s %s: %w", t.Label, mode, tc, err)
 					}
 					h.logf("%s %s %s failed, the peer is left out: %v", t.Label, mode, tc, err)
 					t.Skip = "failed: " + firstLine(err.Error())
 					break
+				}
+				if tc == caseHit {
+					hitRPS = r.RPS
 				}
 				h.results = append(h.results, r)
 			}
@@ -452,6 +484,40 @@ func (h *harness) measureAll(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// measureCase is one saturation run. A wrk miss run lasts as long as the
+// distinct tokens would at the pace of the hit run just before it (hitRPS);
+// a target that turns out slower on misses (a cache) gets a second run, on a
+// fresh process, as long as the tokens last at the pace just measured.
+func (h *harness) measureCase(ctx context.Context, t *target, mode, tc string, hitRPS float64) (result, error) {
+	var wrkDur time.Duration
+	if mode == modeHTTP && tc == caseMiss && hitRPS > 0 {
+		wrkDur = h.missDuration(hitRPS)
+	}
+	r, err := h.measure(ctx, t, mode, tc, 0, wrkDur, "")
+	if err == nil && mode == modeHTTP && tc == caseMiss {
+		if d := h.missDuration(r.RPS); d > r.Elapsed.Round(time.Second) {
+			h.logf("%s http miss: %s at %.0f req/s uses a fraction of the tokens; measuring again for %s", t.Label, r.Elapsed.Round(time.Second), r.RPS, d)
+			r, err = h.measure(ctx, t, mode, tc, 0, d, "")
+		}
+	}
+	return r, err
+}
+
+// median returns the run with the median req/s (the upper one of an even
+// count), with every run's req/s in RunsRPS, in the order they ran.
+func median(runs []result) result {
+	if len(runs) == 1 {
+		return runs[0]
+	}
+	sorted := slices.Clone(runs)
+	slices.SortStableFunc(sorted, func(a, b result) int { return cmp.Compare(a.RPS, b.RPS) })
+	m := sorted[len(sorted)/2]
+	for _, r := range runs {
+		m.RunsRPS = append(m.RunsRPS, r.RPS)
+	}
+	return m
 }
 
 func firstLine(s string) string {

@@ -251,6 +251,9 @@ func (h *harness) markdown(rep *report) string {
 		s.Ghz, s.Concurrency, s.GRPCConns, s.GRPCRequests, s.GRPCWarmup)
 	p("- HTTP load: wrk %s, `-t%d -c%d -d%s` per measured run after a %s warm-up with the hit token\n",
 		s.Wrk, s.WrkThreads, s.Concurrency, s.WrkDuration, s.WrkWarmup)
+	if h.cfg.repeat > 1 {
+		p("- extauthz and the do-nothing server: %d runs per mode and case, interleaved (extauthz, then the do-nothing server, %d times); each row shows the median run by req/s, and the notes under a table list every run's req/s. The peers run once.\n", h.cfg.repeat, h.cfg.repeat)
+	}
 	if c := h.cfg; c.quietBelow > 0 && c.quietWait > 0 {
 		p("- Before each run the harness waited (up to %s) until other processes used less than %.0f%% of the CPUs\n", c.quietWait, 100*c.quietBelow)
 	}
@@ -397,6 +400,13 @@ func (h *harness) notes(mode string) []string {
 		}
 		if r.Generator != "" {
 			label += " (" + genName(r.Generator) + ")"
+		}
+		if len(r.RunsRPS) > 1 {
+			rates := make([]string, len(r.RunsRPS))
+			for i, v := range r.RunsRPS {
+				rates[i] = fmtInt(v)
+			}
+			out = append(out, fmt.Sprintf("- %s, %s: the median of %d runs, interleaved with the other's (req/s in the order run: %s)", label, r.Case, len(r.RunsRPS), strings.Join(rates, ", ")))
 		}
 		if r.Errors > 0 {
 			out = append(out, fmt.Sprintf("- %s, %s: errors by kind: %v", label, r.Case, r.ErrorKinds))

@@ -7,6 +7,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"runtime"
 	"sync"
@@ -468,7 +469,7 @@ func TestTokenCacheTakeOver(t *testing.T) {
 			}
 		})
 	}
-	t.Run("key source not comparable", func(t *testing.T) {
+	t.Run("key source not a pointer", func(t *testing.T) {
 		fk := funcKeys(keysB.Key)
 		cfg := base()
 		cfg.Providers[1].Keys = fk
@@ -485,4 +486,25 @@ func TestTokenCacheTakeOver(t *testing.T) {
 			t.Error("a cache was taken over with key sources that cannot be compared")
 		}
 	})
+	t.Run("equal key source values are not the same source", func(t *testing.T) {
+		cfg := base()
+		cfg.Providers[1].Keys = valueKeys{id: 1}
+		prev, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Previous = prev
+		next, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if next.SharesTokenCache(prev) {
+			t.Error("a cache was taken over on two key-source values that merely compare equal")
+		}
+	})
 }
+
+// valueKeys is a comparable KeySource that is not a pointer.
+type valueKeys struct{ id int }
+
+func (valueKeys) Key(context.Context, *jwt.Token) (any, error) { return nil, errors.New("no keys") }

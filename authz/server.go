@@ -213,11 +213,12 @@ func (s *Server) sameVerification(p *Server) bool {
 	return true
 }
 
-// sameKeySource compares key sources by identity; a key source of a type
-// that cannot be compared is never the same (== would panic).
+// sameKeySource compares key sources by identity: only pointers (such as
+// *jwks.Cache) can be the same one; a key source of any other kind is never
+// the same (comparing values could panic, or call two equal values one).
 func sameKeySource(a, b KeySource) bool {
-	ta, tb := reflect.TypeOf(a), reflect.TypeOf(b)
-	return ta == tb && ta != nil && ta.Comparable() && a == b
+	ta := reflect.TypeOf(a)
+	return ta != nil && ta == reflect.TypeOf(b) && ta.Kind() == reflect.Pointer && a == b
 }
 
 // CacheStats returns this Server's verified-token cache counters (zero when

@@ -36,7 +36,8 @@ type versionedKeys interface {
 // invalid claims, disallowed algorithm) are kept in a separate, smaller
 // cache, so that a client retrying an expired token, or a flood of one forged
 // token, costs a hash; a flood of distinct tokens cannot evict the positive
-// entries. Unknown kids and missing key sets are never cached.
+// entries. A token not valid yet is kept there too, until its nbf or iat
+// minus the skew. Unknown kids and missing key sets are never cached.
 //
 // The SHA-256 key is collision resistant, so one token can never be answered
 // with another's result.
@@ -172,5 +173,11 @@ func (c *tokenCache) put(key [sha256.Size]byte, v verified, keys versionedKeys, 
 		c.neg.Set(key, &cacheEntry{v: v, keys: keys, keyVersion: keyVersion})
 	case Expired, WrongAudience, InvalidClaims, BadAlgorithm:
 		c.neg.Set(key, &cacheEntry{v: v})
+	case NotYetValid:
+		// Heals by itself at validFrom: remembered until then. A key
+		// withdrawn meanwhile changes nothing (the answer is a denial).
+		if !v.validFrom.IsZero() {
+			c.neg.Set(key, &cacheEntry{v: v, expires: v.validFrom})
+		}
 	}
 }

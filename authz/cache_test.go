@@ -193,6 +193,29 @@ func TestTokenCache(t *testing.T) {
 			t.Errorf("negative hits = %d, want 2", st.NegativeHits)
 		}
 	})
+	t.Run("a token not valid yet is remembered until it becomes valid", func(t *testing.T) {
+		w := newCacheWorld(t, nil)
+		early := mint(t, tokenSpec{claims: with(claimsA(), "nbf", testNow.Add(5*time.Minute).Unix())})
+		for range 3 {
+			if d := w.decide(t, "/protected", early); d.Reason != NotYetValid {
+				t.Fatal(d.Reason)
+			}
+		}
+		if got := w.keys.calls.Load(); got != 1 {
+			t.Errorf("key lookups = %d, want 1 (the repeats answered from the negative cache)", got)
+		}
+		w.advance(4*time.Minute - time.Second) // nbf minus the 60s skew, less a second
+		if d := w.decide(t, "/protected", early); d.Reason != NotYetValid {
+			t.Fatalf("a second before nbf minus the skew: %s", d.Reason)
+		}
+		w.advance(time.Second)
+		if d := w.decide(t, "/protected", early); d.Reason != Allowed {
+			t.Errorf("at nbf minus the skew: %s, want allowed (verified again)", d.Reason)
+		}
+		if got := w.keys.calls.Load(); got != 2 {
+			t.Errorf("key lookups = %d, want 2", got)
+		}
+	})
 	t.Run("a bad signature is re-checked after a key set change", func(t *testing.T) {
 		w := newCacheWorld(t, nil)
 		forged := mint(t, tokenSpec{key: testKeys().keyEvil})

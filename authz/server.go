@@ -428,6 +428,9 @@ func (s *Server) verifyToken(ctx context.Context, raw string) (v verified, keys 
 		if v.reason != Malformed && t != nil && !slices.Contains(s.algs, algOf(t)) {
 			v.reason = BadAlgorithm
 		}
+		if v.reason == NotYetValid {
+			v.validFrom = s.validFrom(claims) // when the cached denial must end
+		}
 		return v, keys, version, verifier
 	}
 	v.reason, v.claims = Allowed, claims
@@ -438,13 +441,21 @@ func (s *Server) verifyToken(ctx context.Context, raw string) (v verified, keys 
 	if exp, err := claims.GetExpirationTime(); err == nil && exp != nil {
 		v.validTill = exp.Add(s.skew)
 	}
-	for _, get := range []func() (*jwt.NumericDate, error){claims.GetNotBefore, claims.GetIssuedAt} {
-		if t, err := get(); err == nil && t != nil && t.Add(-s.skew).After(v.validFrom) {
-			v.validFrom = t.Add(-s.skew)
-		}
-	}
+	v.validFrom = s.validFrom(claims)
 	v.claims, v.payload = nil, "" // rendered above; not needed any more
 	return v, keys, version, verifier
+}
+
+// validFrom is the first instant the token's nbf and iat allow, skew
+// included; zero when neither is set.
+func (s *Server) validFrom(claims jwt.MapClaims) time.Time {
+	var from time.Time
+	for _, get := range []func() (*jwt.NumericDate, error){claims.GetNotBefore, claims.GetIssuedAt} {
+		if t, err := get(); err == nil && t != nil && t.Add(-s.skew).After(from) {
+			from = t.Add(-s.skew)
+		}
+	}
+	return from
 }
 
 // maxDate is 9999-12-31T23:59:59Z, the last second a NumericDate may name

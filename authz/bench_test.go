@@ -7,6 +7,8 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -113,6 +115,25 @@ func BenchmarkCheck(b *testing.B) {
 				i++
 			}
 		})
+	}
+}
+
+// BenchmarkServeHTTP is the forward-auth check in-process (nginx's
+// auth_request headers, a cached token): the HTTP adapter's own cost beside
+// BenchmarkCheck/cache_hit.
+func BenchmarkServeHTTP(b *testing.B) {
+	w := newCacheWorld(b, nil)
+	req := httptest.NewRequest(http.MethodGet, "/auth", nil)
+	req.Header.Set("Authorization", bearer(mint(b, tokenSpec{}))[0])
+	req.Header.Set("X-Original-URI", "/protected/items")
+	req.Header.Set("X-Original-Method", http.MethodGet)
+	b.ReportAllocs()
+	for b.Loop() {
+		rec := httptest.NewRecorder()
+		w.srv.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			b.Fatal(rec.Code)
+		}
 	}
 }
 

@@ -32,18 +32,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				s.log.LogAttrs(r.Context(), slog.LevelError, "panic in forward-auth check; denied",
 					slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
 			})
-			writeDecision(w, s.deny(Internal, nil))
+			s.writeDecision(w, s.deny(Internal, nil))
 		}
 	}()
 	method, uri, ok := s.original(r)
 	if !ok {
 		d := s.deny(AmbiguousRequest, nil)
 		s.record(r.Context(), Request{Method: r.Method, Path: r.URL.RequestURI()}, d, verified{}, 0)
-		writeDecision(w, d)
+		s.writeDecision(w, d)
 		return
 	}
 	d := s.Decide(r.Context(), Request{Method: method, Path: uri, Authorization: r.Header.Values("Authorization")})
-	writeDecision(w, d)
+	s.writeDecision(w, d)
 }
 
 // original finds the original request's method and URI per the configured
@@ -107,12 +107,18 @@ func values(h http.Header, name string) []string {
 	return vs
 }
 
-func writeDecision(w http.ResponseWriter, d Decision) {
+func (s *Server) writeDecision(w http.ResponseWriter, d Decision) {
 	h := w.Header()
 	h.Set("Cache-Control", "no-store")
 	if d.Allowed() {
 		for _, c := range d.Headers {
-			h.Set(c.Name, c.Value)
+			// The claim headers' canonical names are known from the
+			// start: no canonicalisation (an allocation) per response.
+			if k, ok := s.canonicalNames[c.Name]; ok {
+				h[k] = []string{c.Value}
+			} else {
+				h.Set(c.Name, c.Value)
+			}
 		}
 		if len(d.Remove) > 0 {
 			h.Set("X-Envoy-Auth-Headers-To-Remove", strings.Join(d.Remove, ","))

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"reflect"
 	"slices"
 	"strconv"
@@ -30,8 +31,9 @@ type Server struct {
 	parser          *jwt.Parser
 	algs            []string // every provider's algorithms
 	rules           []rule
-	claimHeaders    []claimHeader // sorted by name
-	allClaimHeaders []string      // their names, sorted: what an anonymous request removes
+	claimHeaders    []claimHeader     // sorted by name
+	allClaimHeaders []string          // their names, sorted: what an anonymous request removes
+	canonicalNames  map[string]string // claim header name -> its net/http canonical form
 	skew            time.Duration
 	cache           *tokenCache // nil when disabled; may be shared with the Server this one replaced
 	cacheCount      cacheCounters
@@ -177,8 +179,10 @@ func New(cfg Config) (*Server, error) {
 		s.claimHeaders = append(s.claimHeaders, claimHeader{name: name, claim: c})
 	}
 	slices.SortFunc(s.claimHeaders, func(a, b claimHeader) int { return strings.Compare(a.name, b.name) })
+	s.canonicalNames = make(map[string]string, len(s.claimHeaders))
 	for _, h := range s.claimHeaders {
 		s.allClaimHeaders = append(s.allClaimHeaders, h.name)
+		s.canonicalNames[h.name] = http.CanonicalHeaderKey(h.name)
 	}
 	s.skew = skew
 	if cfg.TokenCacheSize >= 0 {

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/extauthz/extauthz/internal/testutil"
 	"io"
 	"net"
 	"net/http"
@@ -316,22 +317,7 @@ func freeAddr(t *testing.T) string {
 }
 
 // safeBuffer collects a process's output for error messages.
-type safeBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (b *safeBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *safeBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
+type safeBuffer = testutil.Buffer
 
 // start runs a proxy until the test ends, stopping it with SIGTERM (both
 // proxies then shut their workers down; SIGKILL would orphan nginx's

@@ -7,6 +7,7 @@ import (
 	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
+	"github.com/extauthz/extauthz/internal/testutil"
 	"io"
 	"log/slog"
 	"math/big"
@@ -161,22 +162,7 @@ func mint(t *testing.T, s signer, c jwt.MapClaims) string {
 }
 
 // syncBuffer is a bytes.Buffer safe for the server's goroutines and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = testutil.Buffer
 
 // testConfig is a configuration with one provider per JWKS server, rules for
 // /public (public) and /admin (scope admin), and timings that make refreshes

@@ -6,6 +6,8 @@
 package logging
 
 import (
+	"cmp"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -29,4 +31,39 @@ func New(w io.Writer, level slog.Leveler, format string) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// Flags are a program's --log-level and --log-format.
+type Flags struct {
+	Level  string // debug, info, warn or error
+	Format string // text or json
+}
+
+// Register adds --log-level (default info) and --log-format (default
+// defaultFormat) to fs. levelUsage, when not empty, replaces the level's
+// usage text (to say what debug adds).
+func (f *Flags) Register(fs *flag.FlagSet, defaultFormat, levelUsage string) {
+	fs.StringVar(&f.Level, "log-level", "info", cmp.Or(levelUsage, "debug, info, warn or error"))
+	fs.StringVar(&f.Format, "log-format", defaultFormat, "text or json")
+}
+
+// Validate reports a level or a format that is not one of the names.
+func (f Flags) Validate() error {
+	if _, err := Level(f.Level); err != nil {
+		return err
+	}
+	if f.Format != "text" && f.Format != "json" {
+		return fmt.Errorf("log format %q is not text or json", f.Format)
+	}
+	return nil
+}
+
+// New returns the logger the flags describe, writing to w; a level that
+// does not validate is info.
+func (f Flags) New(w io.Writer) *slog.Logger {
+	level, err := Level(f.Level)
+	if err != nil {
+		level = slog.LevelInfo
+	}
+	return New(w, level, f.Format)
 }

@@ -2,6 +2,7 @@ package logging
 
 import (
 	"bytes"
+	"flag"
 	"log/slog"
 	"strings"
 	"testing"
@@ -50,5 +51,42 @@ func TestNew(t *testing.T) {
 				t.Error("the level var did not lower the level")
 			}
 		})
+	}
+}
+
+func TestFlags(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		want    Flags
+		wantErr string
+	}{
+		{name: "defaults", want: Flags{Level: "info", Format: "text"}},
+		{name: "set", args: []string{"--log-level", "debug", "--log-format", "json"}, want: Flags{Level: "debug", Format: "json"}},
+		{name: "bad level", args: []string{"--log-level", "loud"}, want: Flags{Level: "loud", Format: "text"}, wantErr: "loud"},
+		{name: "bad format", args: []string{"--log-format", "xml"}, want: Flags{Level: "info", Format: "xml"}, wantErr: "xml"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var f Flags
+			fs := flag.NewFlagSet("x", flag.ContinueOnError)
+			f.Register(fs, "text", "")
+			if err := fs.Parse(tc.args); err != nil {
+				t.Fatal(err)
+			}
+			if f != tc.want {
+				t.Errorf("flags = %+v, want %+v", f, tc.want)
+			}
+			err := f.Validate()
+			if (tc.wantErr == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("Validate = %v, want an error naming %q", err, tc.wantErr)
+			}
+		})
+	}
+	var b bytes.Buffer
+	Flags{Level: "warn", Format: "json"}.New(&b).Info("hidden")
+	Flags{Level: "warn", Format: "json"}.New(&b).Warn("shown")
+	if out := b.String(); strings.Contains(out, "hidden") || !strings.Contains(out, `"msg":"shown"`) {
+		t.Errorf("New wrote %q; want only the warning, as JSON", out)
 	}
 }

@@ -38,8 +38,7 @@ func main() {
 type options struct {
 	addr      string
 	subHeader string
-	logLevel  string
-	logFormat string
+	log       logging.Flags
 }
 
 const envPrefix = "BACKEND_"
@@ -54,8 +53,7 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.addr, "addr", ":8000", "listen address; only the proxy may be able to reach it")
 	fs.StringVar(&o.subHeader, "sub-header", backend.DefaultSubHeader, "request header carrying the verified subject")
-	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error (debug logs each request)")
-	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
+	o.log.Register(fs, "text", "debug, info, warn or error (debug logs each request)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: demo-backend [flags]\n\nThe demo's sample upstream. Every flag is also %s<NAME> (e.g. %s).\n\n",
 			envPrefix, envName("sub-header"))
@@ -70,11 +68,8 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 	if _, err := flagenv.Apply(fs, envPrefix, lookupEnv); err != nil {
 		return options{}, err
 	}
-	if _, err := logging.Level(o.logLevel); err != nil {
+	if err := o.log.Validate(); err != nil {
 		return options{}, err
-	}
-	if o.logFormat != "text" && o.logFormat != "json" {
-		return options{}, fmt.Errorf("log format %q is not text or json", o.logFormat)
 	}
 	return o, nil
 }
@@ -94,8 +89,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		fmt.Fprintln(stderr, "demo-backend:", err)
 		return 2
 	}
-	level, _ := logging.Level(o.logLevel) // checked in parseFlags
-	log := logging.New(stderr, level, o.logFormat)
+	log := o.log.New(stderr)
 	h, err := backend.New(backend.Config{SubHeader: o.subHeader, Logger: log})
 	if err != nil {
 		fmt.Fprintln(stderr, "demo-backend:", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"github.com/extauthz/extauthz/internal/testutil"
+	"github.com/extauthz/extauthz/logging"
 	"io"
 	"net"
 	"net/http"
@@ -28,13 +29,13 @@ func TestParseFlags(t *testing.T) {
 		want    options
 		wantErr string
 	}{
-		{name: "defaults", want: options{addr: ":8000", subHeader: "x-jwt-sub", logLevel: "info", logFormat: "text"}},
+		{name: "defaults", want: options{addr: ":8000", subHeader: "x-jwt-sub", log: logging.Flags{Level: "info", Format: "text"}}},
 		{name: "flags", args: []string{"--addr", "127.0.0.1:0", "--sub-header", "x-user", "--log-format", "json"},
-			want: options{addr: "127.0.0.1:0", subHeader: "x-user", logLevel: "info", logFormat: "json"}},
+			want: options{addr: "127.0.0.1:0", subHeader: "x-user", log: logging.Flags{Level: "info", Format: "json"}}},
 		{name: "environment", env: map[string]string{"BACKEND_SUB_HEADER": "x-user", "BACKEND_LOG_LEVEL": "debug"},
-			want: options{addr: ":8000", subHeader: "x-user", logLevel: "debug", logFormat: "text"}},
+			want: options{addr: ":8000", subHeader: "x-user", log: logging.Flags{Level: "debug", Format: "text"}}},
 		{name: "command line beats environment", args: []string{"--addr", "127.0.0.1:1"}, env: map[string]string{"BACKEND_ADDR": "0.0.0.0:2"},
-			want: options{addr: "127.0.0.1:1", subHeader: "x-jwt-sub", logLevel: "info", logFormat: "text"}},
+			want: options{addr: "127.0.0.1:1", subHeader: "x-jwt-sub", log: logging.Flags{Level: "info", Format: "text"}}},
 		{name: "bad env level", env: map[string]string{"BACKEND_LOG_LEVEL": "loud"}, wantErr: "loud"},
 		{name: "unknown flag", args: []string{"--port", "1"}, wantErr: "port"},
 		{name: "stray argument", args: []string{"x"}, wantErr: "unexpected"},

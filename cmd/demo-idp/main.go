@@ -53,8 +53,7 @@ type options struct {
 	configFile   string
 	publishDelay time.Duration
 	retireMargin time.Duration
-	logLevel     string
-	logFormat    string
+	log          logging.Flags
 	// explicit holds the flags given on the command line or in IDP_*; only
 	// those override the config file.
 	explicit map[string]bool
@@ -82,8 +81,7 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 		"how long a rotated-in key is published before it signs; covers relying parties' rate-limited unknown-kid refresh (0 signs at once)")
 	fs.DurationVar(&o.retireMargin, "retire-margin", idp.DefaultRetireMargin,
 		"how long a retired key stays published after its last token expires; covers relying parties' clock-skew leeway")
-	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
-	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
+	o.log.Register(fs, "text", "")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: demo-idp [flags]\n\nA local OAuth 2.0 issuer for demos. Every flag is also %s<NAME> (e.g. %s).\n\n",
 			envPrefix, envName("token-ttl"))
@@ -100,11 +98,8 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 		return options{}, err
 	}
 	o.explicit = explicit
-	if _, err := logging.Level(o.logLevel); err != nil {
+	if err := o.log.Validate(); err != nil {
 		return options{}, err
-	}
-	if o.logFormat != "text" && o.logFormat != "json" {
-		return options{}, fmt.Errorf("log format %q is not text or json", o.logFormat)
 	}
 	return o, nil
 }
@@ -168,8 +163,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		fmt.Fprintln(stderr, "demo-idp:", err)
 		return 2
 	}
-	level, _ := logging.Level(o.logLevel) // checked in parseFlags
-	log := logging.New(stderr, level, o.logFormat)
+	log := o.log.New(stderr)
 	cfg, err := o.idpConfig(log)
 	if err != nil {
 		fmt.Fprintln(stderr, "demo-idp:", err)

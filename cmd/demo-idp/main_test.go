@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"github.com/extauthz/extauthz/internal/testutil"
+	"github.com/extauthz/extauthz/logging"
 	"io"
 	"net/http"
 	"os"
@@ -39,7 +40,7 @@ func TestParseFlags(t *testing.T) {
 			check: func(t *testing.T, o options) {
 				want := options{addr: ":9000", adminAddr: "127.0.0.1:9001", issuer: "http://localhost:9000",
 					audience: "https://api.example.com", tokenTTL: time.Hour, keyBits: 2048,
-					publishDelay: 15 * time.Second, retireMargin: 2 * time.Minute, logLevel: "info", logFormat: "text"}
+					publishDelay: 15 * time.Second, retireMargin: 2 * time.Minute, log: logging.Flags{Level: "info", Format: "text"}}
 				if len(o.explicit) != 0 {
 					t.Errorf("explicit = %v, want none", o.explicit)
 				}
@@ -55,7 +56,7 @@ func TestParseFlags(t *testing.T) {
 				"--key-bits", "3072", "--admin-addr", "", "--rotation-publish-delay", "0s", "--config", "x.yaml", "--log-level", "debug"},
 			check: func(t *testing.T, o options) {
 				if o.addr != "127.0.0.1:0" || o.issuer != "http://127.0.0.1:1" || o.audience != "a,b" || o.tokenTTL != 5*time.Minute ||
-					o.keyBits != 3072 || o.adminAddr != "" || o.publishDelay != 0 || o.configFile != "x.yaml" || o.logLevel != "debug" {
+					o.keyBits != 3072 || o.adminAddr != "" || o.publishDelay != 0 || o.configFile != "x.yaml" || o.log.Level != "debug" {
 					t.Errorf("options = %+v", o)
 				}
 			},

@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"github.com/extauthz/extauthz/internal/testutil"
+	"github.com/extauthz/extauthz/logging"
+	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
@@ -15,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"testing"
@@ -510,5 +513,37 @@ func TestSignalReload(t *testing.T) {
 	}
 	if got := realm(); !strings.Contains(got, `realm="second"`) {
 		t.Errorf("WWW-Authenticate after SIGHUP %q, want realm second", got)
+	}
+}
+
+// TestTuneGoRuntime pins the server's GOGC default and that an explicit
+// GOGC is left alone.
+func TestTuneGoRuntime(t *testing.T) {
+	prevGC := debug.SetGCPercent(100)
+	prevLimit := debug.SetMemoryLimit(-1)
+	t.Cleanup(func() {
+		debug.SetGCPercent(prevGC)
+		debug.SetMemoryLimit(prevLimit)
+	})
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		want int
+		log  string
+	}{
+		{name: "no GOGC: the server's default", env: map[string]string{}, want: defaultGCPercent, log: `"gogc":"400 (default)"`},
+		{name: "GOGC set: left to the runtime", env: map[string]string{"GOGC": "100"}, want: 100, log: `"gogc":"100"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			debug.SetGCPercent(100)
+			var out syncBuffer
+			tuneGoRuntime(func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok }, logging.New(&out, slog.LevelInfo, "json"))
+			if got := debug.SetGCPercent(100); got != tc.want {
+				t.Errorf("GC percent = %d, want %d", got, tc.want)
+			}
+			if !strings.Contains(out.String(), tc.log) || !strings.Contains(out.String(), `"msg":"go runtime"`) {
+				t.Errorf("log = %q, want a go runtime line with %s", out.String(), tc.log)
+			}
+		})
 	}
 }

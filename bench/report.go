@@ -382,7 +382,7 @@ func (h *harness) markdown(rep *report) string {
 			p("\nWith the cache holding all %s tokens, RSS is %s and the Go heap in use %s above the same load with the cache off: about %s B of RSS and %s B of heap per cached token.\n",
 				fmtInt(float64(s.Fill)), fmtBytes(rows[0].Memory.RSS-rows[1].Memory.RSS), fmtBytes(rows[0].HeapInuse-rows[1].HeapInuse), fmtInt(d), fmtInt(dh))
 		}
-		p("\nRSS is `VmRSS`/`VmHWM` from `/proc/<pid>/status`, the heap `go_memstats_heap_inuse_bytes` from the server's `/metrics`; both include garbage not yet collected (the heap may reach twice the live data with the default `GOGC=100`), so the per-token figures are upper bounds.\n")
+		p("\nRSS is `VmRSS`/`VmHWM` from `/proc/<pid>/status`, the heap `go_memstats_heap_inuse_bytes` from the server's `/metrics`; both include garbage not yet collected (the heap may reach 1 + GOGC/100 times the live data, and extauthz runs with `GOGC=400` unless its environment sets one), so the per-token figures are upper bounds; the live size of an entry is what `go test -run '^$' -bench CacheMemory ./authz` reports.\n")
 	}
 	return b.String()
 }

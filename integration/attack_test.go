@@ -67,14 +67,7 @@ func TestAttackFronts(t *testing.T) {
 	s := newStack(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 120*time.Second)
 	defer cancel()
-	demo, err := s.token(ctx, "demo-client", "demo-secret")
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin, err := s.token(ctx, "admin-client", "admin-secret")
-	if err != nil {
-		t.Fatal(err)
-	}
+	demo, admin := s.demoAndAdmin(t, ctx)
 	bad := tamper(demo.AccessToken)
 	missing := `{"error":"Missing or invalid Authorization header"}`
 	protectedBody := `{"message":"This is a protected message!","sub":"demo-client"}`

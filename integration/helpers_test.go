@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"testing"
 	"time"
 )
 
@@ -39,6 +40,20 @@ func (s *stack) token(ctx context.Context, clientID, secret string) (tokenRespon
 		return tr, fmt.Errorf("token for %s: %w", clientID, err)
 	}
 	return tr, nil
+}
+
+// demoAndAdmin fetches a token for the demo client and one for the admin
+// client (which holds the admin scope), failing the test on an error.
+func (s *stack) demoAndAdmin(t *testing.T, ctx context.Context) (demo, admin tokenResponse) {
+	t.Helper()
+	var err error
+	if demo, err = s.token(ctx, "demo-client", "demo-secret"); err != nil {
+		t.Fatal(err)
+	}
+	if admin, err = s.token(ctx, "admin-client", "admin-secret"); err != nil {
+		t.Fatal(err)
+	}
+	return demo, admin
 }
 
 // rotate asks the issuer to rotate its key and returns the new kid.

@@ -230,14 +230,7 @@ func TestIssuerDown(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 
-	demo, err := s.token(ctx, "demo-client", "demo-secret")
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin, err := s.token(ctx, "admin-client", "admin-secret")
-	if err != nil {
-		t.Fatal(err)
-	}
+	demo, admin := s.demoAndAdmin(t, ctx)
 
 	s.idp.kill(t)
 	if _, err := s.token(ctx, "demo-client", "demo-secret"); err == nil {
@@ -248,7 +241,7 @@ func TestIssuerDown(t *testing.T) {
 	// fails now; the failure must not cost it the keys it has.
 	probe := http.Header{"Authorization": {"Bearer " + unknownKID(t, demo.AccessToken)}}
 	var rz readyz
-	err = poll(ctx, 100*time.Millisecond, func() (bool, error) {
+	err := poll(ctx, 100*time.Millisecond, func() (bool, error) {
 		r, err := send(ctx, http.MethodGet, "http://"+s.authzHTTP+"/protected", probe)
 		if err != nil {
 			return false, err
@@ -295,14 +288,7 @@ func TestAuthzKilled(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 
-	demo, err := s.token(ctx, "demo-client", "demo-secret")
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin, err := s.token(ctx, "admin-client", "admin-secret")
-	if err != nil {
-		t.Fatal(err)
-	}
+	demo, admin := s.demoAndAdmin(t, ctx)
 	// Every front allows first, so the connections to the server exist
 	// (nginx and Caddy keep them alive; the stand-ins hold a gRPC channel).
 	if !t.Run("allowed before the kill", func(t *testing.T) {

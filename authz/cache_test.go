@@ -451,6 +451,7 @@ func TestTokenCacheTakeOver(t *testing.T) {
 		}},
 		{name: "audience replaced", mutate: func(c *Config) { c.Providers[1].Audiences = []string{audience} }},
 		{name: "algorithms changed", mutate: func(c *Config) { c.Providers[0].Algorithms = []string{"RS256", "PS256"} }},
+		{name: "provider renamed", mutate: func(c *Config) { c.Providers[0].Name = "renamed" }},
 		{name: "provider removed", mutate: func(c *Config) { c.Providers = c.Providers[:1] }},
 		{name: "issuer changed", mutate: func(c *Config) { c.Providers[1].Issuer = "https://elsewhere.example.com" }},
 		{name: "another key source", mutate: func(c *Config) { c.Providers[1].Keys = newFakeKeys(kidB, &k.keyB.PublicKey) }},

@@ -120,7 +120,7 @@ type Config struct {
 	Now func() time.Time
 	// Previous is the Server this one replaces (a configuration reload).
 	// Its verified-token cache is taken over when nothing a cached result
-	// depends on changed: the providers (issuer, audiences, algorithms and
+	// depends on changed: the providers (issuer, name, audiences, algorithms and
 	// the same KeySource pointers), the claim headers, the clock skew and the
 	// cache size. Rules may change: they are evaluated on every request.
 	// Otherwise the new Server starts with an empty cache.

@@ -200,17 +200,17 @@ func New(cfg Config) (*Server, error) {
 }
 
 // sameVerification reports whether every cached result of p would be the
-// same under s: the same providers (issuer, audiences, algorithms and the
-// very same key source, whose key-set versions the entries recorded), claim
-// headers (entries hold them rendered) and clock skew (entries hold the
-// validity window).
+// same under s: the same providers (issuer, name for metrics and logs,
+// audiences, algorithms and the very same key source, whose key-set versions
+// the entries recorded), claim headers (entries hold them rendered) and
+// clock skew (entries hold the validity window).
 func (s *Server) sameVerification(p *Server) bool {
 	if len(s.providers) != len(p.providers) || s.skew != p.skew || !slices.Equal(s.claimHeaders, p.claimHeaders) {
 		return false
 	}
 	for iss, a := range s.providers {
 		b, ok := p.providers[iss]
-		if !ok || !slices.Equal(a.algs, b.algs) || !slices.Equal(a.audiences, b.audiences) || !sameKeySource(a.keys, b.keys) {
+		if !ok || a.name != b.name || !slices.Equal(a.algs, b.algs) || !slices.Equal(a.audiences, b.audiences) || !sameKeySource(a.keys, b.keys) {
 			return false
 		}
 	}

@@ -42,7 +42,11 @@ type Provider struct {
 // path no rule matches needs a valid token.
 type Rule struct {
 	// Path matches itself and every path below it ("/public" matches
-	// "/public" and "/public/x", not "/publicity"). Case-sensitive.
+	// "/public" and "/public/x", not "/publicity"). It is compared with the
+	// path as sent (case-sensitively) and, in the same fold, with the
+	// readings of case-insensitive and normalising backends: a rule /Reports
+	// also covers /reports, /REPORTS and /Reports.json, and a path is public
+	// only if every reading of it is.
 	Path string
 	// Public lets requests through without a token. A valid token still
 	// yields claim headers; an absent, invalid or expired one is ignored.
@@ -181,7 +185,8 @@ func compileRules(in []Rule) ([]rule, error) {
 				return nil, fmt.Errorf("rule %d (%s) is never used: rule %d (%s) matches all its paths first", i, r.Path, j, in[j].Path)
 			}
 		}
-		out = append(out, rule{path: p, public: r.Public, scopes: slices.Clone(r.Scopes)})
+		fold := foldPath(p)
+		out = append(out, rule{path: p, fold: fold, cased: fold != p, public: r.Public, scopes: slices.Clone(r.Scopes)})
 	}
 	return out, nil
 }

@@ -1,7 +1,6 @@
 package authz
 
 import (
-	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -224,16 +223,27 @@ func resolveDots(p string) string {
 
 // rule is a compiled Rule.
 type rule struct {
-	path   string // normalised; "/" matches every path
+	path   string // normalised, as configured; "/" matches every path
+	fold   string // path in the fold of the folded readings (see foldPath)
+	cased  bool   // fold differs from path
 	public bool
 	scopes []string
 }
 
-func (r *rule) matches(p string) bool {
-	if r.path == "/" {
+// matches reports whether the rule matches p, an exact reading of a request
+// (compared with the path as configured).
+func (r *rule) matches(p string) bool { return prefixMatch(r.path, p) }
+
+// matchesFolded reports whether the rule matches p, a folded reading of a
+// request (compared with the rule's path in the same fold: a rule /Reports
+// must match the folded reading /reports of /REPORTS).
+func (r *rule) matchesFolded(p string) bool { return prefixMatch(r.fold, p) }
+
+func prefixMatch(prefix, p string) bool {
+	if prefix == "/" {
 		return true
 	}
-	return p == r.path || strings.HasPrefix(p, r.path) && p[len(r.path)] == '/'
+	return p == prefix || strings.HasPrefix(p, prefix) && p[len(prefix)] == '/'
 }
 
 // MaxSlowPathBytes bounds a path (query excluded) that needs more than one
@@ -253,58 +263,73 @@ type policy struct {
 // policyFor matches target against the rules (first match wins, per
 // reading) and merges the answers of every reading: the path is public only
 // if every reading is, and the scopes of every reading's rule are required.
+//
+// There are two kinds of readings, each compared with the rules in its own
+// fold: the exact readings of [variants] with the rule paths as configured,
+// and the folded readings of [folds] (lower case, NFKC, trailing dots and
+// spaces, format suffixes) with the rule paths folded the same way.
 func policyFor(rules []rule, target string) policy {
 	var one [1]string // the plain target's only reading, without an allocation
 	vs, ok := variants(target, one[:0])
 	if vs == nil {
 		return policy{tooLong: true}
 	}
-	vs, sane := derived(vs)
+	var two [2]string // a plain target's folded readings, likewise
+	fs, sane := folds(vs, two[:0])
 	ok = ok && sane
-	if len(vs) == 1 && ok {
-		if r := firstMatch(rules, vs[0]); r != nil {
-			return policy{public: r.public, scopes: r.scopes}
+	if len(vs) == 1 && ok && len(fs) == 1 && fs[0] == vs[0] {
+		// The common case: one reading, already in the fold. One pass over
+		// the rules finds both first matches (the same rule unless a rule
+		// path has capitals or other characters the fold changes).
+		exact, folded := firstMatches(rules, vs[0])
+		if exact == folded {
+			if exact == nil {
+				return policy{}
+			}
+			return policy{public: exact.public, scopes: exact.scopes}
 		}
-		return policy{}
+		pol := policy{public: true}
+		pol.merge(exact)
+		pol.merge(folded)
+		return pol
 	}
 	pol := policy{public: ok}
 	for _, v := range vs {
-		r := firstMatch(rules, v)
-		if r == nil || !r.public {
-			pol.public = false
-		}
-		if r == nil {
-			continue
-		}
-		for _, s := range r.scopes {
-			if !contains(pol.scopes, s) {
-				pol.scopes = append(pol.scopes, s)
-			}
-		}
+		pol.merge(firstMatch(rules, v, false))
+	}
+	for _, f := range fs {
+		pol.merge(firstMatch(rules, f, true))
 	}
 	return pol
 }
 
-// derived adds to the readings those of backends that map several spellings
-// to one resource: case-insensitive routers (Express by default, ASP.NET,
-// IIS), Windows file systems (trailing dots and spaces of a segment
-// ignored), format suffixes (Rails, older Spring: "/admin.json" is "/admin"),
-// C strings (a decoded NUL ends the path) and Unicode normalisation (NFKC:
-// a fullwidth "ａ" is "a"). Each added reading can only make a decision
-// stricter: it adds the scopes its rule requires, and keeps a path from
-// being public unless it is public too. sane is false when a reading holds
-// a control character or invalid UTF-8 after decoding: such a path is in
-// doubt and never public.
-func derived(vs []string) (out []string, sane bool) {
-	out, sane = vs, true
-	grow := func(p string) {
-		if !contains(out, p) {
-			if len(out) == len(vs) {
-				out = slices.Clone(vs) // never write into the caller's slice
-			}
-			out = append(out, p)
+// merge adds what one reading's rule (nil: none matched) asks to the policy.
+func (pol *policy) merge(r *rule) {
+	if r == nil || !r.public {
+		pol.public = false
+	}
+	if r == nil {
+		return
+	}
+	for _, s := range r.scopes {
+		if !contains(pol.scopes, s) {
+			pol.scopes = append(pol.scopes, s)
 		}
 	}
+}
+
+// folds returns the readings of backends that map several spellings to one
+// resource: case-insensitive routers (Express by default, ASP.NET, IIS),
+// Windows file systems (trailing dots and spaces of a segment ignored),
+// format suffixes (Rails, older Spring: "/admin.json" is "/admin"), C strings
+// (a decoded NUL ends the path) and Unicode normalisation (NFKC: a fullwidth
+// "ａ" is "a"). They are appended to buf, without duplicates. Each can only
+// make a decision stricter: it adds the scopes its rule requires, and keeps a
+// path from being public unless it is public too. sane is false when a
+// reading holds a control character or invalid UTF-8 after decoding: such a
+// path is in doubt and never public.
+func folds(vs []string, buf []string) (out []string, sane bool) {
+	out, sane = buf[:0], true
 	for _, v := range vs {
 		plain := true
 		for i := 0; i < len(v); i++ {
@@ -321,17 +346,30 @@ func derived(vs []string) (out []string, sane bool) {
 		if i := strings.IndexByte(x, 0); i >= 0 {
 			x = x[:i]
 		}
-		if !plain {
-			x = norm.NFKC.String(x)
+		x = foldPath(x)
+		if !contains(out, x) {
+			out = append(out, x)
 		}
-		x = strings.ToLower(x)
-		x = resolveDots(trimSegments(x))
-		grow(x)
-		if e := stripExtension(x); e != x {
-			grow(e)
+		if e := stripExtension(x); e != x && !contains(out, e) {
+			out = append(out, e)
 		}
 	}
 	return out, sane
+}
+
+// foldPath is the fold in which case-insensitive, Unicode-normalising and
+// Windows-like backends compare paths: NFKC, lower case, trailing dots and
+// spaces of each segment dropped, dot segments resolved. Rule paths are
+// folded with it too, so that a reading and a rule are always compared in
+// the same fold.
+func foldPath(p string) string {
+	for i := 0; i < len(p); i++ {
+		if p[i] >= 0x80 {
+			p = norm.NFKC.String(p)
+			break
+		}
+	}
+	return resolveDots(trimSegments(strings.ToLower(p)))
 }
 
 // trimSegments drops the trailing dots and spaces of every segment, as
@@ -366,13 +404,34 @@ func stripExtension(p string) string {
 	return p
 }
 
-func firstMatch(rules []rule, p string) *rule {
+// firstMatch returns the first rule matching p, an exact reading or (folded)
+// a folded one.
+func firstMatch(rules []rule, p string, folded bool) *rule {
 	for i := range rules {
-		if rules[i].matches(p) {
+		if folded && rules[i].matchesFolded(p) || !folded && rules[i].matches(p) {
 			return &rules[i]
 		}
 	}
 	return nil
+}
+
+// firstMatches returns the first rule matching p as an exact reading and the
+// first matching it as a folded one, in one pass.
+func firstMatches(rules []rule, p string) (exact, folded *rule) {
+	for i := range rules {
+		r := &rules[i]
+		m := r.matches(p)
+		if exact == nil && m {
+			exact = r
+		}
+		if folded == nil && (m && !r.cased || r.cased && r.matchesFolded(p)) {
+			folded = r
+		}
+		if exact != nil && folded != nil {
+			break
+		}
+	}
+	return exact, folded
 }
 
 // variants returns every reading of target that some backend may make, the

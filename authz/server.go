@@ -391,6 +391,10 @@ func (s *Server) verify(ctx context.Context, raw string) verified {
 // key set before it was asked (keys is nil when the source cannot be
 // cached), and what it answered.
 func (s *Server) verifyToken(ctx context.Context, raw string) (v verified, keys versionedKeys, version uint64, verifier any) {
+	if err := checkSegments(raw); err != nil {
+		v.reason, v.err = Malformed, err
+		return v, keys, version, verifier
+	}
 	claims := jwt.MapClaims{}
 	var prov *provider
 	t, err := s.parser.ParseWithClaims(raw, claims, func(t *jwt.Token) (any, error) {

@@ -105,7 +105,7 @@ func FuzzDecide(f *testing.F) {
 			}
 			return
 		}
-		if s := d.Status(); s != 401 && s != 403 && s != 503 {
+		if s := d.Status(); s != 400 && s != 401 && s != 403 && s != 503 {
 			t.Fatalf("deny status %d (%s)", s, d.Reason)
 		}
 		var body map[string]string

@@ -133,10 +133,10 @@ func TestCheck(t *testing.T) {
 		{name: "upper-case authorization key", req: checkRequest("/protected", map[string]string{"Authorization": "Bearer " + valid}),
 			want: wantOK(allowHeaders)},
 		{name: "two authorization keys", req: checkRequest("/protected", map[string]string{"Authorization": "Bearer " + valid, "authorization": "Bearer " + valid}),
-			want: wantDenied(codes.Unauthenticated, InvalidRequest, 401, `{"error":"Multiple Authorization headers or tokens"}`,
+			want: wantDenied(codes.InvalidArgument, InvalidRequest, 400, `{"error":"Multiple Authorization headers or tokens"}`,
 				`Bearer realm="extauthz", error="invalid_request", error_description="Multiple Authorization headers or tokens"`)},
 		{name: "authorization joined by Envoy", req: checkRequest("/protected", map[string]string{"authorization": "Bearer " + valid + ",Bearer " + valid}),
-			want: wantDenied(codes.Unauthenticated, InvalidRequest, 401, `{"error":"Multiple Authorization headers or tokens"}`,
+			want: wantDenied(codes.InvalidArgument, InvalidRequest, 400, `{"error":"Multiple Authorization headers or tokens"}`,
 				`Bearer realm="extauthz", error="invalid_request", error_description="Multiple Authorization headers or tokens"`)},
 		{name: "header_map with raw values", req: headerMapRequest(
 			&corev3.HeaderValue{Key: ":path", RawValue: []byte("/protected")},
@@ -153,7 +153,7 @@ func TestCheck(t *testing.T) {
 			&corev3.HeaderValue{Key: ":path", RawValue: []byte("/protected")},
 			&corev3.HeaderValue{Key: "authorization", RawValue: []byte("Bearer " + valid)},
 			&corev3.HeaderValue{Key: "authorization", RawValue: []byte("Bearer " + valid)}),
-			want: wantDenied(codes.Unauthenticated, InvalidRequest, 401, `{"error":"Multiple Authorization headers or tokens"}`,
+			want: wantDenied(codes.InvalidArgument, InvalidRequest, 400, `{"error":"Multiple Authorization headers or tokens"}`,
 				`Bearer realm="extauthz", error="invalid_request", error_description="Multiple Authorization headers or tokens"`)},
 	}
 	for _, tc := range tests {
@@ -203,8 +203,8 @@ func checkWire(t *testing.T, r *authv3.CheckResponse) {
 		t.Errorf("headers %q / headers_to_remove %q not sorted", keys, r.GetOkResponse().GetHeadersToRemove())
 	}
 	if d := r.GetDeniedResponse(); d != nil {
-		wantHTTP := map[codes.Code]int{codes.Unauthenticated: 401, codes.PermissionDenied: 403, codes.Unavailable: 503, codes.Internal: 500}[code]
-		if int(d.GetStatus().GetCode()) != wantHTTP {
+		wantHTTP := map[codes.Code]int{codes.Unauthenticated: 401, codes.PermissionDenied: 403, codes.Unavailable: 503, codes.Internal: 500, codes.InvalidArgument: 400}[code]
+		if got := int(d.GetStatus().GetCode()); got != wantHTTP && !(code == codes.InvalidArgument && got == 414) {
 			t.Errorf("gRPC %v with HTTP %d, want %d", code, d.GetStatus().GetCode(), wantHTTP)
 		}
 	}

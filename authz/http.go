@@ -1,11 +1,14 @@
 package authz
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"runtime/debug"
 	"slices"
 	"strings"
+	"sync/atomic"
+	"time"
 )
 
 // ServeHTTP is the forward-auth check: every request it gets is a question
@@ -17,6 +20,9 @@ import (
 // pins one. Those headers are trusted, so only the proxy may reach this
 // handler, and since some proxies copy the client's headers into the check,
 // two families that disagree are denied (400) rather than guessed between.
+// Pinned to a header family, the check is denied (400 invalid_request) when
+// that family's URI header is absent: the check request's own target (say
+// /_extauthz) is not the request to judge.
 //
 // Allow is 200 with the claim headers as response headers, and, for Envoy's
 // HTTP mode, x-envoy-auth-headers-to-remove naming the claim headers that
@@ -35,10 +41,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.writeDecision(w, s.deny(Internal, nil))
 		}
 	}()
-	method, uri, ok := s.original(r)
-	if !ok {
-		d := s.deny(AmbiguousRequest, nil)
-		s.record(r.Context(), Request{Method: r.Method, Path: r.URL.RequestURI()}, d, verified{}, 0)
+	method, uri, reason := s.original(r)
+	if reason != "" {
+		d := s.deny(reason, nil)
+		if reason == InvalidRequest {
+			d = s.denyWith(reason, msgNoOriginalURI, nil)
+			s.warnUnpinned(r.Context())
+		}
+		s.record(r.Context(), Request{Method: r.Method, Path: target(r)}, d, verified{}, 0)
 		s.writeDecision(w, d)
 		return
 	}
@@ -46,13 +56,26 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.writeDecision(w, d)
 }
 
+// target is the request target as received: "*" for OPTIONS *, the
+// authority for CONNECT, the absolute form as sent (r.URL.RequestURI would
+// turn the first two into "/").
+func target(r *http.Request) string {
+	if r.RequestURI != "" {
+		return r.RequestURI
+	}
+	return r.URL.RequestURI()
+}
+
 // original finds the original request's method and URI per the configured
-// source. ok is false when the headers are repeated or, in auto mode, when
-// the nginx and the Caddy/Traefik families disagree: a client has added one.
-func (s *Server) original(r *http.Request) (method, uri string, ok bool) {
-	method, uri = r.Method, r.URL.RequestURI()
+// source. A reason is returned instead when they cannot be known:
+// AmbiguousRequest when a header is repeated or, in auto mode, when the nginx
+// and the Caddy/Traefik families disagree (a client has added one);
+// InvalidRequest when the source is pinned to a family whose URI header is
+// absent (a front that does not set it, or a server pinned for another front).
+func (s *Server) original(r *http.Request) (method, uri string, bad Reason) {
+	method, uri = r.Method, target(r)
 	if s.source == SourceRequest {
-		return method, uri, true
+		return method, uri, ""
 	}
 	type family struct{ uri, method []string }
 	orig := family{values(r.Header, "X-Original-Uri"), values(r.Header, "X-Original-Method")}
@@ -69,11 +92,11 @@ func (s *Server) original(r *http.Request) (method, uri string, ok bool) {
 	found := false
 	for _, f := range fams {
 		if len(f.uri) > 1 || len(f.method) > 1 {
-			return "", "", false
+			return "", "", AmbiguousRequest
 		}
 		if len(f.uri) == 0 {
 			if len(f.method) == 1 {
-				return "", "", false // a method without its URI
+				return "", "", AmbiguousRequest // a method without its URI
 			}
 			continue
 		}
@@ -82,11 +105,30 @@ func (s *Server) original(r *http.Request) (method, uri string, ok bool) {
 			m = f.method[0]
 		}
 		if found && (f.uri[0] != uri || m != method) {
-			return "", "", false
+			return "", "", AmbiguousRequest
 		}
 		method, uri, found = m, f.uri[0], true
 	}
-	return method, uri, true
+	if !found && s.source != SourceAuto {
+		return "", "", InvalidRequest
+	}
+	return method, uri, ""
+}
+
+// warnUnpinned logs, at most once a minute, that the pinned forward-auth
+// source's URI header is missing: every check through that front is denied
+// until its configuration (or the server's --forward-auth-source) is fixed.
+func (s *Server) warnUnpinned(ctx context.Context) {
+	if !s.unpinnedWarn.allow(s.now()) {
+		return
+	}
+	header := "X-Original-URI"
+	if s.source == SourceForwarded {
+		header = "X-Forwarded-Uri"
+	}
+	s.log.LogAttrs(context.WithoutCancel(ctx), slog.LevelWarn,
+		"forward-auth check without its original URI header; denied (is the front configured to send it, and is --forward-auth-source right for this front?)",
+		slog.String("forward_auth_source", s.source), slog.String("missing_header", header))
 }
 
 // safeLog runs a log call made while recovering from a panic: if logging
@@ -132,4 +174,15 @@ func (s *Server) writeDecision(w http.ResponseWriter, d Decision) {
 	}
 	w.WriteHeader(d.Status())
 	_, _ = w.Write([]byte(d.Body))
+}
+
+// everyMinute lets one event through per minute of the server's clock.
+type everyMinute struct{ last atomic.Int64 }
+
+func (e *everyMinute) allow(now time.Time) bool {
+	n, last := now.UnixNano(), e.last.Load()
+	if last != 0 && n-last < int64(time.Minute) && n >= last {
+		return false
+	}
+	return e.last.CompareAndSwap(last, n)
 }

@@ -121,7 +121,7 @@ func TestServeHTTP(t *testing.T) {
 			setup: func(w world) { w.keysA.notReady.Store(true) }, status: 503,
 			wantHeader: map[string]string{"Www-Authenticate": "", "Content-Type": "application/json"}, body: `{"error":"Signing keys are not available yet"}`},
 		{name: "two authorization headers", target: "/auth", header: h("X-Original-URI", "/protected", "Authorization", "Bearer "+valid, "Authorization", "Bearer "+valid),
-			status: 401, wantHeader: map[string]string{"Www-Authenticate": `Bearer realm="extauthz", error="invalid_request", error_description="Multiple Authorization headers or tokens"`},
+			status: 400, wantHeader: map[string]string{"Www-Authenticate": `Bearer realm="extauthz", error="invalid_request", error_description="Multiple Authorization headers or tokens"`},
 			body: `{"error":"Multiple Authorization headers or tokens"}`},
 		{name: "HEAD check", method: http.MethodHead, target: "/protected", status: 401},
 	}

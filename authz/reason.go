@@ -15,7 +15,7 @@ const (
 	Allowed           Reason = "allowed"            // a valid token on a protected path
 	Public            Reason = "public"             // a public path, with or without a valid token
 	MissingToken      Reason = "missing_token"      // no Authorization header, or not a Bearer one
-	InvalidRequest    Reason = "invalid_request"    // several Authorization headers or tokens
+	InvalidRequest    Reason = "invalid_request"    // several Authorization headers or tokens; no request target to judge
 	AmbiguousRequest  Reason = "ambiguous_request"  // forward-auth headers that disagree on the original request
 	PathTooLong       Reason = "path_too_long"      // an escaped or dotted path over MaxSlowPathBytes
 	TokenTooLarge     Reason = "token_too_large"    // over Config.MaxTokenBytes
@@ -51,7 +51,7 @@ var outcomes = map[Reason]outcome{
 	Allowed:           {http.StatusOK, codes.OK, "", ""},
 	Public:            {http.StatusOK, codes.OK, "", ""},
 	MissingToken:      {http.StatusUnauthorized, codes.Unauthenticated, "Missing or invalid Authorization header", ""},
-	InvalidRequest:    {http.StatusUnauthorized, codes.Unauthenticated, "Multiple Authorization headers or tokens", "invalid_request"},
+	InvalidRequest:    {http.StatusBadRequest, codes.InvalidArgument, "Multiple Authorization headers or tokens", "invalid_request"}, // RFC 6750 §3.1: 400
 	AmbiguousRequest:  {http.StatusBadRequest, codes.InvalidArgument, "Conflicting original-request headers", ""},
 	PathTooLong:       {http.StatusRequestURITooLong, codes.InvalidArgument, "Request path is too long to check", ""},
 	TokenTooLarge:     {http.StatusUnauthorized, codes.Unauthenticated, "Token is too large", "invalid_token"},
@@ -68,6 +68,14 @@ var outcomes = map[Reason]outcome{
 	KeysUnavailable:   {http.StatusServiceUnavailable, codes.Unavailable, "Signing keys are not available yet", ""},
 	Internal:          {http.StatusInternalServerError, codes.Internal, "Internal error", ""},
 }
+
+// Messages of denials whose reason has more than one cause. Like the
+// reasons' own messages they are a closed set: safe in a JSON body and a
+// quoted challenge parameter as they are.
+const (
+	msgNoOriginalURI = "Missing original-request URI header"
+	msgNoPath        = "Missing request path"
+)
 
 // Allow reports whether the reason is an allow.
 func (r Reason) Allow() bool { return r == Allowed || r == Public }

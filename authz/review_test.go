@@ -317,3 +317,92 @@ func oracleOneObject(b []byte) bool {
 		}
 	}
 }
+
+// TestAttackPinnedSourceWithoutItsHeader: a server pinned to one header
+// family judges nothing else. When the family's URI header is absent (the
+// server is behind the other front, or the front's config drops it), the
+// check is denied 400 invalid_request with a rate-limited WARN, never
+// judged as the check request's own target.
+func TestAttackPinnedSourceWithoutItsHeader(t *testing.T) {
+	valid := mint(t, tokenSpec{}) // no admin scope
+	const challenge = `Bearer realm="extauthz", error="invalid_request", error_description="Missing original-request URI header"`
+	tests := []struct {
+		name      string
+		source    string
+		target    string
+		header    http.Header
+		want      int
+		ambiguous bool
+	}{
+		{name: "x-original behind Caddy", source: SourceOriginal, target: "/_extauthz",
+			header: http.Header{"X-Forwarded-Uri": {"/admin"}, "X-Forwarded-Method": {"GET"}}, want: 400},
+		{name: "x-original, no header at all", source: SourceOriginal, target: "/", want: 400},
+		{name: "x-original, empty URI", source: SourceOriginal, target: "/", header: http.Header{"X-Original-Uri": {""}}, want: 400},
+		{name: "x-forwarded behind nginx", source: SourceForwarded, target: "/_extauthz",
+			header: http.Header{"X-Original-Uri": {"/admin"}}, want: 400},
+		{name: "x-forwarded, no header at all", source: SourceForwarded, target: "/", want: 400},
+		{name: "x-original with its header", source: SourceOriginal, target: "/", header: http.Header{"X-Original-Uri": {"/admin"}}, want: 403},
+		{name: "x-forwarded with its header", source: SourceForwarded, target: "/", header: http.Header{"X-Forwarded-Uri": {"/protected"}}, want: 200},
+		{name: "auto falls back to the request (Envoy's HTTP mode)", source: SourceAuto, target: "/admin", want: 403},
+		{name: "request ignores the headers", source: SourceRequest, target: "/admin", header: http.Header{"X-Original-Uri": {"/public"}}, want: 403},
+		// A method without its URI was already refused as ambiguous.
+		{name: "x-original, only the method", source: SourceOriginal, target: "/", header: http.Header{"X-Original-Method": {"GET"}}, want: 400, ambiguous: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			buf, logger := newLogBuffer()
+			w := newWorld(t, func(c *Config) { c.ForwardAuthSource = tc.source; c.Logger = logger })
+			ts := startHTTP(t, w.srv)
+			h := http.Header{"Authorization": bearer(valid)}
+			for k, v := range tc.header {
+				h[k] = v
+			}
+			r := doHTTP(t, ts, "GET", tc.target, h)
+			if r.status != tc.want {
+				t.Fatalf("status %d (body %q), want %d", r.status, r.body, tc.want)
+			}
+			if tc.want != 400 || tc.ambiguous {
+				return
+			}
+			if r.body != `{"error":"Missing original-request URI header"}` || r.header.Get("Www-Authenticate") != challenge {
+				t.Errorf("body %q, challenge %q", r.body, r.header.Get("Www-Authenticate"))
+			}
+			// A second check within the minute is denied as well, without
+			// a second WARN; both are logged as denials.
+			if r := doHTTP(t, ts, "GET", tc.target, h); r.status != 400 {
+				t.Errorf("second check: status %d, want 400", r.status)
+			}
+			warns, denials := 0, 0
+			for _, rec := range buf.records(t) {
+				if rec["level"] == "WARN" && strings.Contains(rec["msg"].(string), "original URI header") {
+					warns++
+				}
+				if rec["msg"] == "check denied" && rec["reason"] == string(InvalidRequest) {
+					denials++
+				}
+			}
+			if warns != 1 || denials != 2 {
+				t.Errorf("%d WARN lines and %d denials logged, want 1 and 2:\n%s", warns, denials, buf.String())
+			}
+		})
+	}
+}
+
+// TestAttackEmptyPath: a check without any request target is denied
+// (invalid_request), never judged as "/" (only the root rule would apply).
+func TestAttackEmptyPath(t *testing.T) {
+	w := newWorld(t, nil)
+	valid := mint(t, tokenSpec{})
+	d := w.srv.Decide(t.Context(), Request{Method: "GET", Path: "", Authorization: bearer(valid)})
+	if d.Reason != InvalidRequest || d.Status() != 400 || d.Body != `{"error":"Missing request path"}` {
+		t.Errorf("Decide with no path = %q %d %q, want invalid_request 400", d.Reason, d.Status(), d.Body)
+	}
+	req := checkRequest("", map[string]string{"authorization": "Bearer " + valid})
+	resp, err := startGRPC(t, w.srv).Check(t.Context(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.GetOkResponse() != nil || resp.GetDeniedResponse().GetStatus().GetCode() != 400 {
+		t.Errorf("Check with no path = %v, want a 400 denial", resp)
+	}
+}

@@ -40,6 +40,7 @@ type Server struct {
 	realm           string
 	maxToken        int
 	source          string // forward-auth source of the original request
+	unpinnedWarn    everyMinute
 	log             *slog.Logger
 	obs             Observer
 	now             func() time.Time
@@ -281,6 +282,14 @@ func (d Decision) Status() int { return d.Reason.Status() }
 // verified the token and every claim rule held.
 func (s *Server) Decide(ctx context.Context, r Request) Decision {
 	start := time.Now()
+	if r.Path == "" {
+		// No request target at all (Envoy always sends one): judging it as
+		// "/" would apply the root rule alone, a default more permissive
+		// than the request's real path.
+		d := s.denyWith(InvalidRequest, msgNoPath, nil)
+		s.record(ctx, r, d, verified{}, time.Since(start))
+		return d
+	}
 	pol := policyFor(s.rules, r.Path)
 	if pol.tooLong {
 		d := s.deny(PathTooLong, nil)
@@ -712,19 +721,27 @@ func lookup(m map[string]any, path string) (any, bool) {
 	return nil, false
 }
 
+// deny renders a denial for r with the reason's message.
 func (s *Server) deny(r Reason, scopes []string) Decision {
+	return s.denyWith(r, outcomeOf(r).message, scopes)
+}
+
+// denyWith renders a denial for r with message, one of the closed set of
+// messages in reason.go (it goes into a JSON body and a quoted challenge
+// parameter unescaped).
+func (s *Server) denyWith(r Reason, message string, scopes []string) Decision {
 	o := outcomeOf(r)
 	d := Decision{Reason: r}
-	body, _ := json.Marshal(map[string]string{"error": o.message})
+	body, _ := json.Marshal(map[string]string{"error": message})
 	d.Body = string(body)
 	switch {
 	case o.status == 401 && o.bearer == "":
 		d.WWWAuthenticate = fmt.Sprintf(`Bearer realm="%s"`, s.realm)
 	case o.bearer == "insufficient_scope":
 		d.WWWAuthenticate = fmt.Sprintf(`Bearer realm="%s", error="insufficient_scope", error_description="%s", scope="%s"`,
-			s.realm, o.message, strings.Join(scopes, " "))
+			s.realm, message, strings.Join(scopes, " "))
 	case o.bearer != "":
-		d.WWWAuthenticate = fmt.Sprintf(`Bearer realm="%s", error="%s", error_description="%s"`, s.realm, o.bearer, o.message)
+		d.WWWAuthenticate = fmt.Sprintf(`Bearer realm="%s", error="%s", error_description="%s"`, s.realm, o.bearer, message)
 	}
 	return d
 }

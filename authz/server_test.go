@@ -197,7 +197,7 @@ func TestDenials(t *testing.T) {
 		{name: "two authorization headers", auth: []string{"Bearer " + valid, "Bearer " + valid}, want: Decision{Reason: InvalidRequest,
 			Body:            `{"error":"Multiple Authorization headers or tokens"}`,
 			WWWAuthenticate: `Bearer realm="extauthz", error="invalid_request", error_description="Multiple Authorization headers or tokens"`},
-			status: 401, code: codes.Unauthenticated},
+			status: 400, code: codes.InvalidArgument},
 		{name: "token too large", auth: []string{"Bearer " + strings.Repeat("x", 9000)}, want: Decision{Reason: TokenTooLarge,
 			Body: `{"error":"Token is too large"}`, WWWAuthenticate: invalidToken("Token is too large")},
 			status: 401, code: codes.Unauthenticated},
@@ -289,8 +289,8 @@ func TestReasonTable(t *testing.T) {
 				wantStatus, wantCode = 403, codes.PermissionDenied
 			case KeysUnavailable:
 				wantStatus, wantCode = 503, codes.Unavailable
-			case AmbiguousRequest:
-				wantStatus, wantCode = 400, codes.InvalidArgument
+			case AmbiguousRequest, InvalidRequest:
+				wantStatus, wantCode = 400, codes.InvalidArgument // RFC 6750 §3.1 for invalid_request
 			case PathTooLong:
 				wantStatus, wantCode = 414, codes.InvalidArgument
 			case Internal:

@@ -449,13 +449,16 @@ func (s *Server) Run(ctx context.Context) error {
 		check = s.tracing.middleware(check, func() string { return s.gen.Load().cfg.ForwardAuthSource })
 	}
 	hs := &http.Server{
-		Handler:           check,
-		ReadHeaderTimeout: min(readHeaderTimeout, s.cfg.HTTPReadTimeout),
-		ReadTimeout:       s.cfg.HTTPReadTimeout,
-		WriteTimeout:      10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    s.cfg.HTTPMaxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		Handler: check,
+		// Every request line is a check: without this, net/http answers
+		// "OPTIONS *" with 200 itself, with no decision, log or no-store.
+		DisableGeneralOptionsHandler: true,
+		ReadHeaderTimeout:            min(readHeaderTimeout, s.cfg.HTTPReadTimeout),
+		ReadTimeout:                  s.cfg.HTTPReadTimeout,
+		WriteTimeout:                 10 * time.Second,
+		IdleTimeout:                  2 * time.Minute,
+		MaxHeaderBytes:               s.cfg.HTTPMaxHeaderBytes,
+		ErrorLog:                     slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	serveHTTP := func() error { return hs.Serve(httpLis) }
 	if tlsCfg != nil {

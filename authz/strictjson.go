@@ -31,14 +31,11 @@ func checkSegments(raw string) error {
 	if !ok || !ok2 {
 		return nil // not three segments: the parser says malformed
 	}
-	var buf [1024]byte
+	// One buffer, sized for the larger segment, serves both.
+	n := max(base64.RawURLEncoding.DecodedLen(len(header)), base64.RawURLEncoding.DecodedLen(len(payload)))
+	buf := make([]byte, 0, n)
 	for _, seg := range [2]string{header, payload} {
-		n := base64.RawURLEncoding.DecodedLen(len(seg))
-		b := buf[:0]
-		if n > len(buf) {
-			b = make([]byte, 0, n)
-		}
-		b, err := base64.RawURLEncoding.AppendDecode(b, []byte(seg))
+		b, err := base64.RawURLEncoding.AppendDecode(buf[:0], []byte(seg))
 		if err != nil {
 			return nil // the parser refuses it too, with its own error
 		}

@@ -8,17 +8,24 @@ package jwks_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/big"
+	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/extauthz/extauthz/internal/testutil"
 	"github.com/extauthz/extauthz/jwks"
 )
 
@@ -229,4 +236,207 @@ func TestAttackCancelledLookup(t *testing.T) {
 	if !errors.Is(err, jwks.ErrKeyNotFound) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("verify = %v, want %v and %v", err, jwks.ErrKeyNotFound, context.DeadlineExceeded)
 	}
+}
+
+// TestAttackKeyOpsWithoutVerify: a key the JWKS publishes for encryption
+// only ("key_ops": ["encrypt", "wrapKey"], no "use") is not a signing key:
+// a token signed with its private half does not verify, with its kid or
+// without one, and the skipped key is logged.
+func TestAttackKeyOpsWithoutVerify(t *testing.T) {
+	enc := with(rsaJWK(key(1), "enc"), "use", nil, "key_ops", []string{"encrypt", "wrapKey"})
+	var logs testutil.Buffer
+	srv := newJWKSServer(t, set(t, rsaJWK(key(0), "k0"), enc))
+	c := startCache(t, srv, jwks.Config{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	tests := []struct {
+		name    string
+		token   string
+		wantErr error // nil: verifies
+	}{
+		{name: "signing key", token: mint(t, key(0), "k0")},
+		{name: "encryption key under its kid", token: mint(t, key(1), "enc"), wantErr: jwks.ErrKeyNotFound},
+		{name: "encryption key without a kid", token: mint(t, key(1), ""), wantErr: jwt.ErrTokenSignatureInvalid},
+		{name: "encryption key under the signing key's kid", token: mint(t, key(1), "k0"), wantErr: jwt.ErrTokenSignatureInvalid},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := verify(t.Context(), c.Cache, tc.token)
+			if tc.wantErr == nil && err != nil || tc.wantErr != nil && !errors.Is(err, tc.wantErr) {
+				t.Errorf("verify: got %v, want %v", err, tc.wantErr)
+			}
+		})
+	}
+	if c.HasKey(t.Context(), "enc") {
+		t.Error("the encryption key is in the set")
+	}
+	if !strings.Contains(logs.String(), "jwks key skipped") || !strings.Contains(logs.String(), "key_ops") {
+		t.Errorf("logs: got %q, want a skipped key naming key_ops", logs.String())
+	}
+}
+
+// closedAddr returns a loopback address nothing listens on: a listener's,
+// once closed.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return addr
+}
+
+// TestAttackJWKSURLCredentials: the user info of a JWKS URL (a key set behind
+// Basic authentication) is sent to the endpoint and shown nowhere else: not
+// in the fetch error (Status, the Observer, *StatusError), not in the log
+// lines, whichever way the fetch fails, net/http's own *url.Error included.
+// Both the user name and the password are secret: a token is often the user
+// name (https://TOKEN@host, TOKEN:x-oauth-basic, an API key with an empty
+// password).
+func TestAttackJWKSURLCredentials(t *testing.T) {
+	const (
+		user   = "reader-7f3a"
+		pass   = "s3cr3t-pw-91c"
+		token  = "tok3n-5be2e0"
+		apiKey = "k3y-48d1aa"
+	)
+	tests := []struct {
+		name     string
+		userinfo string
+		secrets  []string         // appear nowhere
+		handler  http.HandlerFunc // nil: nothing listens
+	}{
+		{name: "connection refused", userinfo: user + ":" + pass, secrets: []string{user, pass}},
+		{name: "connection refused, token as the user name", userinfo: token, secrets: []string{token}},
+		{name: "connection refused, token with x-oauth-basic", userinfo: token + ":x-oauth-basic", secrets: []string{token}},
+		{name: "connection refused, API key with an empty password", userinfo: apiKey + ":", secrets: []string{apiKey}},
+		{name: "connection refused, escaped password", userinfo: user + ":" + pass + "%2F%40", secrets: []string{user, pass}},
+		{name: "HTTP 401", userinfo: user + ":" + pass, secrets: []string{user, pass}, handler: func(w http.ResponseWriter, _ *http.Request) {
+			http.Error(w, "who are you", http.StatusUnauthorized)
+		}},
+		{name: "HTTP 503, token as the user name", userinfo: token, secrets: []string{token}, handler: func(w http.ResponseWriter, _ *http.Request) {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+		}},
+		{name: "redirect", userinfo: user + ":" + pass, secrets: []string{user, pass}, handler: func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, "/elsewhere", http.StatusFound)
+		}},
+		{name: "not a JWK Set", userinfo: user + ":" + pass, secrets: []string{user, pass}, handler: func(w http.ResponseWriter, _ *http.Request) {
+			_, _ = w.Write([]byte("<html>login</html>"))
+		}},
+		{name: "no usable key", userinfo: user + ":" + pass, secrets: []string{user, pass}, handler: func(w http.ResponseWriter, _ *http.Request) {
+			_, _ = w.Write([]byte(`{"keys":[]}`))
+		}},
+		{name: "body cut short", userinfo: user + ":" + pass, secrets: []string{user, pass}, handler: func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Length", "1000")
+			_, _ = w.Write([]byte(`{"keys":[`))
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			addr := closedAddr(t)
+			var gotAuth atomic.Pointer[string]
+			if tc.handler != nil {
+				srv := newJWKSServer(t, nil)
+				srv.setHandler(func(w http.ResponseWriter, r *http.Request) {
+					auth := r.Header.Get("Authorization")
+					gotAuth.Store(&auth)
+					tc.handler(w, r)
+				})
+				addr = srv.Listener.Addr().String()
+			}
+			var logs testutil.Buffer
+			c := startCache(t, nil, jwks.Config{
+				URL:    "http://" + tc.userinfo + "@" + addr + "/.well-known/jwks.json",
+				Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+			})
+			ev := c.rec.all()[0]
+			err := c.Status().LastError
+			if !errors.Is(err, jwks.ErrFetch) || !errors.Is(ev.err, jwks.ErrFetch) {
+				t.Fatalf("Status().LastError = %v, observed %v, want %v", err, ev.err, jwks.ErrFetch)
+			}
+			shown := map[string]string{"Status().LastError": err.Error(), "the observed error": ev.err.Error(), "the logs": logs.String(), "Name()": c.Name()}
+			if se, ok := errors.AsType[*jwks.StatusError](err); ok {
+				shown["StatusError.URL"] = se.URL
+			}
+			for where, s := range shown {
+				for _, secret := range tc.secrets {
+					if strings.Contains(s, secret) {
+						t.Errorf("%s shows %q: %s", where, secret, lineWith(s, secret))
+					}
+				}
+			}
+			if !strings.Contains(err.Error(), addr) {
+				t.Errorf("Status().LastError = %v, want it to still name %s", err, addr)
+			}
+			if tc.handler == nil {
+				return
+			}
+			u, perr := url.Parse("http://" + tc.userinfo + "@host")
+			if perr != nil {
+				t.Fatal(perr)
+			}
+			p, _ := u.User.Password()
+			want := "Basic " + base64.StdEncoding.EncodeToString([]byte(u.User.Username()+":"+p))
+			if got := gotAuth.Load(); got == nil || *got != want {
+				t.Errorf("Authorization received: got %v, want %q", got, want)
+			}
+		})
+	}
+}
+
+// TestAttackJWKSURLCredentialsAtStart: New neither logs nor returns the user
+// info of the URL it is given: not in the plain-HTTP warning, not in the
+// error for a URL it refuses, even one that does not parse.
+func TestAttackJWKSURLCredentialsAtStart(t *testing.T) {
+	const (
+		user = "reader-7f3a"
+		pass = "s3cr3t-pw-91c"
+	)
+	tests := []struct {
+		name    string
+		url     string
+		wantErr bool
+	}{
+		{name: "plain http to another host", url: "http://" + user + ":" + pass + "@idp.example.com/.well-known/jwks.json"},
+		{name: "token as the user name, plain http", url: "http://" + pass + "@10.0.0.7:8080/jwks"},
+		{name: "file scheme", url: "file://" + user + ":" + pass + "@idp.example.com/jwks", wantErr: true},
+		{name: "no host", url: "https://" + user + ":" + pass + "@/jwks", wantErr: true},
+		{name: "bad escape", url: "https://" + user + ":" + pass + "@idp.example.com/%zz", wantErr: true},
+		{name: "space in the password", url: "https://" + user + ":" + pass + " x@idp.example.com/jwks", wantErr: true},
+		{name: "slash in the password", url: "https://" + user + ":" + pass + "/x@idp.example.com/jwks", wantErr: true},
+		{name: "no scheme", url: user + ":" + pass + "@idp.example.com/jwks", wantErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs bytes.Buffer
+			c, err := jwks.New(jwks.Config{URL: tc.url, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			if gotErr := err != nil; gotErr != tc.wantErr {
+				t.Fatalf("New: got error %v, want error %t", err, tc.wantErr)
+			}
+			shown := logs.String()
+			if err != nil {
+				shown += err.Error()
+			} else {
+				shown += c.Name()
+			}
+			for _, secret := range []string{user, pass} {
+				if strings.Contains(shown, secret) {
+					t.Errorf("New shows %q: %s", secret, shown)
+				}
+			}
+		})
+	}
+}
+
+// lineWith returns the first line of s that holds sub, so that a failure
+// shows the offending log line rather than the whole log.
+func lineWith(s, sub string) string {
+	for line := range strings.Lines(s) {
+		if strings.Contains(line, sub) {
+			return strings.TrimSuffix(line, "\n")
+		}
+	}
+	return ""
 }

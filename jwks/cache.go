@@ -17,14 +17,20 @@ import (
 	"github.com/MicahParks/jwkset"
 	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/extauthz/extauthz/internal/redact"
 )
 
 // Config configures a [Cache]. The zero value of every field but URL means
 // its documented default.
 type Config struct {
-	// Name names the provider in logs and metrics. Defaults to URL's host.
+	// Name names the provider in logs and metrics. Defaults to URL's host
+	// (host and port, never the user info).
 	Name string
-	// URL is the JWKS endpoint. Required; http or https.
+	// URL is the JWKS endpoint. Required; http or https. User info
+	// (https://user:password@host/...) is sent as HTTP Basic
+	// authentication, and is masked wherever the cache shows the URL: its
+	// log lines, its errors, [StatusError].
 	URL string
 	// Algorithms are the signing algorithms tokens may use; keys that fit
 	// none of them are skipped. Defaults to RS256.
@@ -80,6 +86,7 @@ type Status struct {
 // lookups work once [Cache.Run] has loaded a key set.
 type Cache struct {
 	cfg     Config
+	url     string // cfg.URL as shown: its user info masked
 	store   *jwkset.MemoryJWKSet
 	kf      keyfunc.Keyfunc
 	kick    chan struct{}
@@ -102,12 +109,14 @@ type fetchCall struct {
 // New validates cfg and returns a Cache. It does no I/O and starts no
 // goroutine: call [Cache.Run].
 func New(cfg Config) (*Cache, error) {
+	shown := redact.URL(cfg.URL)
 	u, err := url.Parse(cfg.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("jwks: URL %q is not an absolute http(s) URL", cfg.URL)
+		// Not err: url.Parse's error quotes the URL, user info and all.
+		return nil, fmt.Errorf("jwks: URL %q is not an absolute http(s) URL", shown)
 	}
 	if cfg.Name == "" {
-		cfg.Name = u.Host
+		cfg.Name = u.Host // the parser leaves the user info out of Host
 	}
 	if len(cfg.Algorithms) == 0 {
 		cfg.Algorithms = []string{"RS256"}
@@ -145,7 +154,7 @@ func New(cfg Config) (*Cache, error) {
 		// Allowed (a private network without TLS, the compose demo), but
 		// anyone on the path could publish a key and sign any token.
 		cfg.Logger.Warn("jwks: key set fetched over plain HTTP from another host; anyone on that network path can publish a key: use https",
-			"provider", cfg.Name, "url", cfg.URL)
+			"provider", cfg.Name, "url", shown)
 	}
 	client := &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
 	if cfg.Client != nil {
@@ -160,7 +169,7 @@ func New(cfg Config) (*Cache, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jwks: %w", err)
 	}
-	return &Cache{cfg: cfg, store: store, kf: kf, kick: make(chan struct{}, 1)}, nil
+	return &Cache{cfg: cfg, url: shown, store: store, kf: kf, kick: make(chan struct{}, 1)}, nil
 }
 
 func isLoopback(host string) bool {
@@ -393,33 +402,45 @@ func (c *Cache) refresh(ctx context.Context) error {
 func (c *Cache) fetch(ctx context.Context) (ParseResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.FetchTimeout)
 	defer cancel()
+	// The request carries the real URL, user info included (net/http sends
+	// it as Basic authentication); every error below shows c.url instead.
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.cfg.URL, nil)
 	if err != nil {
-		return ParseResult{}, fmt.Errorf("%w: %w", ErrFetch, err)
+		return ParseResult{}, fmt.Errorf("%w: %w", ErrFetch, c.maskURL(err))
 	}
 	req.Header.Set("Accept", "application/jwk-set+json, application/json")
 	req.Header.Set("User-Agent", "extauthz-jwks")
 	resp, err := c.cfg.Client.Do(req)
 	if err != nil {
-		return ParseResult{}, fmt.Errorf("%w: %w", ErrFetch, err)
+		return ParseResult{}, fmt.Errorf("%w: %w", ErrFetch, c.maskURL(err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return ParseResult{}, fmt.Errorf("%w: %w", ErrFetch, &StatusError{URL: c.cfg.URL, Code: resp.StatusCode})
+		return ParseResult{}, fmt.Errorf("%w: %w", ErrFetch, &StatusError{URL: c.url, Code: resp.StatusCode})
 	}
 	if resp.ContentLength > c.cfg.MaxBodyBytes {
 		return ParseResult{}, fmt.Errorf("%w: %w: %d bytes announced, limit %d", ErrFetch, ErrBodyTooLarge, resp.ContentLength, c.cfg.MaxBodyBytes)
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, c.cfg.MaxBodyBytes+1))
 	if err != nil {
-		return ParseResult{}, fmt.Errorf("%w: read %s: %w", ErrFetch, c.cfg.URL, err)
+		return ParseResult{}, fmt.Errorf("%w: read %s: %w", ErrFetch, c.url, c.maskURL(err))
 	}
 	if int64(len(body)) > c.cfg.MaxBodyBytes {
 		return ParseResult{}, fmt.Errorf("%w: %w: limit %d", ErrFetch, ErrBodyTooLarge, c.cfg.MaxBodyBytes)
 	}
 	res, err := Parse(body, c.cfg.Algorithms, c.cfg.MaxKeys)
 	if err != nil {
-		return res, fmt.Errorf("%w: %s: %w", ErrFetch, c.cfg.URL, err)
+		return res, fmt.Errorf("%w: %s: %w", ErrFetch, c.url, err)
 	}
 	return res, nil
+}
+
+// maskURL masks the user info in the URL that net/http and net/url put into
+// their errors: a *url.Error reads `Get "URL": ...`, and net/http masks only
+// the password there, not a user name.
+func (c *Cache) maskURL(err error) error {
+	if ue, ok := errors.AsType[*url.Error](err); ok {
+		ue.URL = c.url
+	}
+	return err
 }

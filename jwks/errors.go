@@ -3,6 +3,8 @@ package jwks
 import (
 	"errors"
 	"fmt"
+
+	"github.com/extauthz/extauthz/internal/redact"
 )
 
 var (
@@ -25,10 +27,14 @@ var (
 // StatusError is returned (wrapped in [ErrFetch]) when the JWKS endpoint
 // answers with a status other than 200.
 type StatusError struct {
+	// URL is the JWKS URL with its user info masked, as are the URLs in
+	// every error and log line of this package: they reach logs, /readyz and
+	// whoever reads those.
 	URL  string
 	Code int
 }
 
+// Error masks the user info of URL even when the caller who made e did not.
 func (e *StatusError) Error() string {
-	return fmt.Sprintf("jwks: %s answered HTTP %d", e.URL, e.Code)
+	return fmt.Sprintf("jwks: %s answered HTTP %d", redact.URL(e.URL), e.Code)
 }

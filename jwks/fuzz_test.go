@@ -1,12 +1,14 @@
 package jwks_test
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rsa"
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/MicahParks/jwkset"
@@ -16,8 +18,10 @@ import (
 
 // FuzzParse feeds arbitrary documents to Parse, the one function that reads
 // bytes an identity provider (or whoever answers in its place) controls.
-// Seeds: the JWK Sets under testdata, garbage and the empty document; the
-// fuzzer's own finds are kept under testdata/fuzz/FuzzParse.
+// Seeds: the JWK Sets under testdata, the first of them with key_ops,
+// duplicate and case-folded member names and invalid UTF-8 put in, garbage
+// and the empty document; the fuzzer's own finds are kept under
+// testdata/fuzz/FuzzParse.
 func FuzzParse(f *testing.F) {
 	for _, name := range []string{"rsa.jwks.json", "ec.jwks.json", "mixed.jwks.json"} {
 		b, err := os.ReadFile(filepath.Join("testdata", name))
@@ -26,6 +30,37 @@ func FuzzParse(f *testing.F) {
 		}
 		f.Add(b)
 	}
+	doc, err := os.ReadFile(filepath.Join("testdata", "rsa.jwks.json"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	// Members put at the start of the first key, a usable RS256 key.
+	firstKey := bytes.Index(doc, []byte("{\n      \"alg\""))
+	if firstKey < 0 {
+		f.Fatal("testdata/rsa.jwks.json: the first key does not start with alg")
+	}
+	for _, members := range []string{
+		`"key_ops":["encrypt","wrapKey"],`,
+		`"key_ops":["verify"],`,
+		`"key_ops":[],`,
+		`"key_ops":null,`,
+		`"key_ops":["sign","verify"],"use":"enc",`,
+		`"key_ops":["encrypt"],"key_ops":["verify"],`,
+		`"use":"enc",`,
+		`"USE":"enc",`,
+		`"Kid":"rsa-2",`,
+		`"\u212aty":"EC",`,
+		`"kty":"EC",`,
+		"\"x\":\"\xff\",",
+		`"oth":[{"r":"AQ","r":"Aw"}],`,
+	} {
+		f.Add(slices.Concat(doc[:firstKey+1], []byte(members), doc[firstKey+1:]))
+	}
+	// Top-level names: the whole document is refused.
+	f.Add(slices.Concat([]byte(`{"keys":[],`), doc[1:]))
+	f.Add(slices.Concat([]byte(`{"Keys":[],`), doc[1:]))
+	f.Add(slices.Concat([]byte(`{"x":1,"x":2,`), doc[1:]))
+	f.Add(slices.Concat(doc, []byte(`{"keys":[]}`)))
 	for _, s := range []string{
 		"",
 		"\x00\xff garbage \x7f",
@@ -36,6 +71,8 @@ func FuzzParse(f *testing.F) {
 		`{"keys":[{}]}`,
 		`{"keys":[{"kty":"RSA","n":"AQAB","e":"AQAB"}]}`,
 		`{"keys":[{"kty":"RSA","kid":"a","use":"enc","n":"AQAB","e":"AQAB"}],"keys":[]}`,
+		`{"keys":[{"kty":"RSA","use":"enc","use":"sig","n":"AQAB","e":"AQAB"}]}`,
+		`{"keys":[{"kty":"RSA","key_ops":["encrypt","wrapKey"],"n":"AQAB","e":"AQAB"}]}`,
 		`{"keys":[{"kty":"oct","k":"c2VjcmV0","alg":"HS256"}]}`,
 		`{"keys":[{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}`,
 		`{"keys":[{"kty":"EC","crv":"P-256","x":"","y":""}]}`,
@@ -73,7 +110,8 @@ func FuzzParse(f *testing.F) {
 
 // checkParse checks what must hold for any Parse result: keys only with a
 // nil error, only sentinel errors, at most maxKeys keys, distinct kids (kid-less keys may repeat), no
-// use but sig, no private material, and every key accepted by ok.
+// use but sig, no key_ops without verify, no private material, and every key
+// accepted by ok.
 func checkParse(t *testing.T, res jwks.ParseResult, err error, maxKeys int, ok func(any) bool) {
 	t.Helper()
 	switch {
@@ -100,6 +138,9 @@ func checkParse(t *testing.T, res jwks.ParseResult, err error, maxKeys int, ok f
 		seen[m.KID] = true
 		if m.USE != "" && m.USE != jwkset.UseSig {
 			t.Errorf("key %q: use %q, want sig or none", m.KID, m.USE)
+		}
+		if m.KEYOPS != nil && !slices.Contains(m.KEYOPS, jwkset.KeyOpsVerify) {
+			t.Errorf("key %q: key_ops %q, want verify among them or none", m.KID, m.KEYOPS)
 		}
 		if m.D != "" || m.P != "" || m.Q != "" || m.K != "" {
 			t.Errorf("key %q: private or symmetric material kept", m.KID)

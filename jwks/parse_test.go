@@ -336,21 +336,18 @@ func TestParseDeeplyNested(t *testing.T) {
 
 // TestParseDuplicateKeysMember checks a document with two "keys" members. A
 // parser must not merge them (a second member could smuggle keys past a
-// reviewer who reads the first); it takes the last, as JOSE (RFC 7515 section
-// 4) and ECMAScript do, or refuses the document.
+// reviewer who reads the first). RFC 7517 section 5 lets a parser take the
+// last or refuse the document; parsers differ, so Parse refuses it.
 func TestParseDuplicateKeysMember(t *testing.T) {
 	first := `[` + string(mustJSON(t, rsaJWK(key(0), "first"))) + `]`
 	last := `[` + string(mustJSON(t, rsaJWK(key(1), "last"))) + `]`
 	doc := `{"keys":` + first + `,"keys":` + last + `}`
 	res, err := jwks.Parse([]byte(doc), []string{"RS256"}, 0)
-	if err != nil {
-		if !errors.Is(err, jwks.ErrParse) {
-			t.Fatalf("Parse: got %v, want nil or %v", err, jwks.ErrParse)
-		}
-		return
+	if !errors.Is(err, jwks.ErrParse) {
+		t.Fatalf("Parse: got %v with kids %q, want %v", err, kids(res.Keys), jwks.ErrParse)
 	}
-	if got, want := kids(res.Keys), []string{"last"}; !slices.Equal(got, want) {
-		t.Errorf("kids: got %q, want %q", got, want)
+	if len(res.Keys) != 0 {
+		t.Errorf("kids: got %q, want none", kids(res.Keys))
 	}
 }
 
@@ -407,5 +404,136 @@ func TestParseSkipReasonsAreBounded(t *testing.T) {
 		if len(s) > 200 {
 			t.Errorf("skip reason is %d bytes long, want at most 200: %.80q...", len(s), s)
 		}
+	}
+}
+
+// TestParseKeyOps: a key whose key_ops (RFC 7517 section 4.3) is present and
+// does not list "verify" may not verify signatures, whatever its use says, so
+// it is skipped as a key whose use is not sig is. When use and key_ops are
+// both present they must agree.
+func TestParseKeyOps(t *testing.T) {
+	rs256, es256 := []string{"RS256"}, []string{"ES256"}
+	good := rsaJWK(key(0), "k")
+	noUse := with(good, "use", nil)
+	tests := []struct {
+		name       string
+		jwk        map[string]any
+		algs       []string
+		wantKept   bool
+		wantReason string // in the skip reason, when the key is skipped
+	}{
+		{name: "encrypt and wrapKey, no use", jwk: with(noUse, "key_ops", []string{"encrypt", "wrapKey"}), algs: rs256, wantReason: "key_ops"},
+		{name: "sign only, no use", jwk: with(noUse, "key_ops", []string{"sign"}), algs: rs256, wantReason: "key_ops"},
+		{name: "empty, no use", jwk: with(noUse, "key_ops", []string{}), algs: rs256, wantReason: "key_ops"},
+		{name: "verify, no use", jwk: with(noUse, "key_ops", []string{"verify"}), algs: rs256, wantKept: true},
+		{name: "sign and verify, no use", jwk: with(noUse, "key_ops", []string{"sign", "verify"}), algs: rs256, wantKept: true},
+		{name: "null is absent", jwk: with(noUse, "key_ops", json.RawMessage("null")), algs: rs256, wantKept: true},
+		{name: "use sig, key_ops encrypt", jwk: with(good, "key_ops", []string{"encrypt"}), algs: rs256, wantReason: "key_ops"},
+		{name: "use sig, key_ops empty", jwk: with(good, "key_ops", []string{}), algs: rs256, wantReason: "key_ops"},
+		{name: "use sig, key_ops verify", jwk: with(good, "key_ops", []string{"verify"}), algs: rs256, wantKept: true},
+		{name: "use enc, key_ops verify", jwk: with(good, "use", "enc", "key_ops", []string{"verify"}), algs: rs256, wantReason: "use"},
+		{name: "key_ops a string", jwk: with(noUse, "key_ops", "verify"), algs: rs256, wantReason: "JSON object"},
+		{name: "verify in another case", jwk: with(noUse, "key_ops", []string{"Verify"}), algs: rs256, wantReason: "key_ops"},
+		{name: "ec key for deriveKey", jwk: with(ecJWK(ecP256(), "k", "ES256"), "key_ops", []string{"deriveKey", "deriveBits"}), algs: es256, wantReason: "key_ops"},
+		{name: "ec key for verify", jwk: with(ecJWK(ecP256(), "k", "ES256"), "key_ops", []string{"verify"}), algs: es256, wantKept: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			res, err := jwks.Parse(set(t, tc.jwk), tc.algs, 0)
+			if tc.wantKept {
+				if err != nil {
+					t.Fatalf("Parse: got error %v (skipped %q), want nil", err, res.Skipped)
+				}
+				if got := kids(res.Keys); !slices.Equal(got, []string{"k"}) {
+					t.Errorf("kids: got %q, want [k]", got)
+				}
+				return
+			}
+			if !errors.Is(err, jwks.ErrNoUsableKeys) {
+				t.Fatalf("Parse: got error %v, keys %q, want %v", err, kids(res.Keys), jwks.ErrNoUsableKeys)
+			}
+			if len(res.Skipped) != 1 || !strings.Contains(res.Skipped[0], tc.wantReason) {
+				t.Errorf("skipped: got %q, want one reason naming %q", res.Skipped, tc.wantReason)
+			}
+		})
+	}
+}
+
+// TestParseDuplicateMembers: RFC 7517 lets a parser either refuse duplicate
+// member names or keep the last one. A document whose meaning depends on
+// which parser reads it must not decide which keys verify tokens: a key
+// holding duplicate names (at any depth), names that encoding/json (and so
+// jwkset) folds onto a JWK member, or invalid UTF-8 is skipped, and a set
+// document with duplicate or folded top-level names is refused as a whole.
+func TestParseDuplicateMembers(t *testing.T) {
+	good := string(mustJSON(t, rsaJWK(key(0), "good")))
+	other := string(mustJSON(t, rsaJWK(key(1), "other")))
+	noUse := mustJSON(t, with(rsaJWK(key(1), "dup"), "use", nil))
+	// dup is the key noUse with members put first.
+	dup := func(members string) string { return "{" + members + "," + string(noUse[1:]) }
+	// keys is a set of the good key and k.
+	keys := func(k string) string { return `{"keys":[` + good + `,` + k + `]}` }
+	tests := []struct {
+		name       string
+		doc        string
+		wantErr    error
+		wantKIDs   []string
+		wantReason string // in the one skip reason
+	}{
+		{name: "use enc then sig", doc: keys(dup(`"use":"enc","use":"sig"`)), wantKIDs: []string{"good"}, wantReason: "duplicate member names"},
+		{name: "use sig then enc", doc: keys(dup(`"use":"sig","use":"enc"`)), wantKIDs: []string{"good"}, wantReason: "duplicate member names"},
+		{name: "kty twice", doc: keys(dup(`"kty":"EC"`)), wantKIDs: []string{"good"}, wantReason: "duplicate member names"},
+		{name: "kid twice", doc: keys(dup(`"kid":"good"`)), wantKIDs: []string{"good"}, wantReason: "duplicate member names"},
+		{name: "alg twice", doc: keys(dup(`"alg":"none"`)), wantKIDs: []string{"good"}, wantReason: "duplicate member names"},
+		{name: "n twice", doc: keys(dup(`"n":"` + b64(key(2).N.Bytes()) + `"`)), wantKIDs: []string{"good"}, wantReason: "duplicate member names"},
+		{name: "key_ops twice", doc: keys(dup(`"key_ops":["encrypt"],"key_ops":["verify"]`)), wantKIDs: []string{"good"}, wantReason: "duplicate member names"},
+		{name: "duplicate names in a nested object", doc: keys(dup(`"oth":[{"r":"AQ","r":"Aw","d":"AQ","t":"AQ"}]`)), wantKIDs: []string{"good"}, wantReason: "duplicate member names"},
+		{name: "duplicate unknown member", doc: keys(dup(`"x-note":"a","x-note":"b"`)), wantKIDs: []string{"good"}, wantReason: "duplicate member names"},
+		{name: "use enc then USE sig", doc: keys(dup(`"use":"enc","USE":"sig"`)), wantKIDs: []string{"good"}, wantReason: "case-insensitive"},
+		{name: "Use alone", doc: keys(dup(`"Use":"sig"`)), wantKIDs: []string{"good"}, wantReason: "case-insensitive"},
+		{name: "kid in another case", doc: keys(dup(`"KID":"good"`)), wantKIDs: []string{"good"}, wantReason: "case-insensitive"},
+		{name: "kty with a Kelvin sign", doc: keys(dup(`"\u212aty":"EC"`)), wantKIDs: []string{"good"}, wantReason: "case-insensitive"},
+		{name: "invalid UTF-8 in a member", doc: keys(dup("\"x-note\":\"\xff\"")), wantKIDs: []string{"good"}, wantReason: "UTF-8"},
+		{name: "invalid UTF-8 in a member name", doc: keys(dup("\"ki\xffd\":\"good\"")), wantKIDs: []string{"good"}, wantReason: "UTF-8"},
+		{name: "unknown members differing in case are kept", doc: keys(dup(`"x-note":"a","X-NOTE":"b"`)), wantKIDs: []string{"good", "dup"}},
+		{name: "the same names in two keys are kept", doc: keys(other), wantKIDs: []string{"good", "other"}},
+
+		{name: "keys twice", doc: `{"keys":[` + good + `],"keys":[` + other + `]}`, wantErr: jwks.ErrParse},
+		{name: "keys twice, the second empty", doc: `{"keys":[` + good + `],"keys":[]}`, wantErr: jwks.ErrParse},
+		{name: "keys twice, the first null", doc: `{"keys":null,"keys":[` + good + `]}`, wantErr: jwks.ErrParse},
+		{name: "keys and Keys", doc: `{"keys":[` + good + `],"Keys":[` + other + `]}`, wantErr: jwks.ErrParse},
+		{name: "KEYS alone", doc: `{"KEYS":[` + good + `]}`, wantErr: jwks.ErrParse},
+		{name: "another top-level member twice", doc: `{"x-note":1,"keys":[` + good + `],"x-note":2}`, wantErr: jwks.ErrParse},
+		{name: "invalid UTF-8 in a top-level name", doc: "{\"keys\":[" + good + "],\"x\xff\":1}", wantErr: jwks.ErrParse},
+		{name: "trailing data", doc: `{"keys":[` + good + `]} {"keys":[]}`, wantErr: jwks.ErrParse},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			res, err := jwks.Parse([]byte(tc.doc), []string{"RS256"}, 0)
+			if tc.wantErr != nil {
+				if !errors.Is(err, tc.wantErr) {
+					t.Fatalf("Parse: got error %v, keys %q, want %v", err, kids(res.Keys), tc.wantErr)
+				}
+				if len(res.Keys) != 0 {
+					t.Errorf("kids: got %q with an error, want none", kids(res.Keys))
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Parse: got error %v, want nil", err)
+			}
+			if got := kids(res.Keys); !slices.Equal(got, tc.wantKIDs) {
+				t.Errorf("kids: got %q, want %q", got, tc.wantKIDs)
+			}
+			if tc.wantReason == "" {
+				if len(res.Skipped) != 0 {
+					t.Errorf("skipped: got %q, want none", res.Skipped)
+				}
+				return
+			}
+			if len(res.Skipped) != 1 || !strings.Contains(res.Skipped[0], tc.wantReason) {
+				t.Errorf("skipped: got %q, want one reason naming %q", res.Skipped, tc.wantReason)
+			}
+		})
 	}
 }

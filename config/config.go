@@ -16,6 +16,8 @@ import (
 
 	"github.com/joho/godotenv"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/extauthz/extauthz/internal/redact"
 )
 
 // Config is the validated configuration of one server.
@@ -572,7 +574,9 @@ func finishProvider(p *Provider) error {
 	}
 	u, err := url.Parse(p.JWKSURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("JWKS URL %q is not an absolute http(s) URL (set the JWKS URL, or an issuer that is a URL)", p.JWKSURL)
+		// The URL may hold credentials (user info, sent as Basic
+		// authentication): the message goes to stderr and logs, masked.
+		return fmt.Errorf("JWKS URL %q is not an absolute http(s) URL (set the JWKS URL, or an issuer that is a URL)", redact.URL(p.JWKSURL))
 	}
 	if len(p.Algorithms) == 0 {
 		p.Algorithms = []string{"RS256"}

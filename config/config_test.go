@@ -933,3 +933,65 @@ func TestLoadTLSPairs(t *testing.T) {
 		})
 	}
 }
+
+// TestLoadJWKSURLCredentials: a JWKS URL may hold the user info of a key set
+// behind Basic authentication. It is kept as written for the fetch, and an
+// error about the URL names it without the user info, wherever it was set.
+func TestLoadJWKSURLCredentials(t *testing.T) {
+	const (
+		user = "reader-7f3a"
+		pass = "s3cr3t-pw-91c"
+	)
+	creds := user + ":" + pass + "@"
+	provider := func(jwksURL string) string {
+		return "providers:\n  - issuer: https://a.example.com\n    audiences: [a]\n    jwks_url: " + jwksURL + "\n"
+	}
+	tests := []struct {
+		name    string
+		args    []string
+		env     env
+		file    string // config file body, if any
+		wantURL string // the JWKSURL loaded; "" means an error
+	}{
+		{name: "flag", args: append(minimal, "--jwks-url", "https://"+creds+"idp.example.com/jwks"), wantURL: "https://" + creds + "idp.example.com/jwks"},
+		{name: "variable", args: minimal, env: env{"AUTHZ_JWKS_URL": "https://" + creds + "idp.example.com/jwks"}, wantURL: "https://" + creds + "idp.example.com/jwks"},
+		{name: "file", file: provider("https://" + creds + "idp.example.com/jwks"), wantURL: "https://" + creds + "idp.example.com/jwks"},
+		{name: "flag, not http", args: append(minimal, "--jwks-url", "ftp://"+creds+"idp.example.com/jwks")},
+		{name: "flag, no host", args: append(minimal, "--jwks-url", "https://"+creds+"/jwks")},
+		{name: "variable, bad escape", args: minimal, env: env{"AUTHZ_JWKS_URL": "https://" + creds + "idp.example.com/%zz"}},
+		{name: "variable, space in the password", args: minimal, env: env{"AUTHZ_JWKS_URL": "https://" + user + ":" + pass + " x@idp.example.com/jwks"}},
+		{name: "file, not http", file: provider("ftp://" + creds + "idp.example.com/jwks")},
+		{name: "file, no scheme", file: provider(creds + "idp.example.com/jwks")},
+		{name: "file, token as the user name", file: provider("ftp://" + pass + "@idp.example.com/jwks")},
+		{name: "issuer with user info", args: []string{"--issuer", "ftp://" + creds + "idp.example.com", "--audience", "a"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			args := tc.args
+			if tc.file != "" {
+				args = append(args, "--config", writeConfig(t, tc.file))
+			}
+			cfg, err := Load(args, tc.env.lookup, io.Discard)
+			if tc.wantURL != "" {
+				if err != nil {
+					t.Fatalf("Load: got %v, want no error", err)
+				}
+				if got := cfg.Providers[0].JWKSURL; got != tc.wantURL {
+					t.Errorf("JWKSURL: got %q, want %q", got, tc.wantURL)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("Load: got no error, want one")
+			}
+			for _, secret := range []string{user, pass} {
+				if strings.Contains(err.Error(), secret) {
+					t.Errorf("Load error shows %q: %v", secret, err)
+				}
+			}
+			if !strings.Contains(err.Error(), "idp.example.com") && !strings.Contains(err.Error(), "/jwks") {
+				t.Errorf("Load error %v names neither the host nor the path", err)
+			}
+		})
+	}
+}

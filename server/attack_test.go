@@ -8,14 +8,17 @@ package server_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,6 +27,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/extauthz/extauthz/authz"
+	"github.com/extauthz/extauthz/config"
 )
 
 // httpCheck asks the forward-auth port about path (as nginx does) with the
@@ -398,4 +402,106 @@ func TestAttackCancelledCheck(t *testing.T) {
 		t.Fatal("context not cancelled")
 	}
 	h.stillServing(t, token, "a cancelled check")
+}
+
+// TestAttackJWKSURLCredentials: JWKS URLs with user info (key sets behind
+// Basic authentication) are fetched with those credentials, and the
+// credentials appear nowhere the server shows its state: not in /readyz's
+// last_error, not in /metrics, not in the log lines, whether the endpoint
+// refuses connections (net/http's own error names the URL) or answers with an
+// error status.
+func TestAttackJWKSURLCredentials(t *testing.T) {
+	const (
+		user  = "reader-7f3a"
+		pass  = "s3cr3t-pw-91c"
+		token = "tok3n-5be2e0"
+	)
+	k := signer{key(0), "k0"}
+	good := newJWKS(t, k)
+	var gotUser, gotPass atomic.Pointer[string]
+	basic := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, p, _ := r.BasicAuth()
+		gotUser.Store(&u)
+		gotPass.Store(&p)
+		if u != user || p != pass {
+			http.Error(w, "who are you", http.StatusUnauthorized)
+			return
+		}
+		good.ServeHTTP(w, r)
+	}))
+	t.Cleanup(basic.Close)
+	denied := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "who are you", http.StatusUnauthorized)
+	}))
+	t.Cleanup(denied.Close)
+	refused := listen(t)
+	refusedAddr := refused.Addr().String()
+	refused.Close()
+
+	cfg := testConfig()
+	provider := func(name, base, userinfo string) config.Provider {
+		return config.Provider{
+			Name: name, Issuer: testIssuer + "/" + name, Audiences: []string{testAudience}, Algorithms: []string{"RS256"},
+			JWKSURL: strings.Replace(base, "://", "://"+userinfo+"@", 1) + "/.well-known/jwks.json",
+		}
+	}
+	cfg.Providers = []config.Provider{
+		provider("basic", basic.URL, user+":"+pass),
+		provider("refused", "http://"+refusedAddr, user+":"+pass),
+		provider("refused-token", "http://"+refusedAddr, token),
+		provider("denied", denied.URL, user+":"+pass),
+		provider("denied-token", denied.URL, token),
+	}
+	h := start(t, cfg)
+
+	type readyz struct {
+		Providers []struct {
+			Name      string `json:"name"`
+			Ready     bool   `json:"ready"`
+			Keys      int    `json:"keys"`
+			LastError string `json:"last_error"`
+		} `json:"providers"`
+	}
+	var body string
+	eventually(t, "/readyz to show every provider's first fetch", func() bool {
+		_, body = h.get("/readyz")
+		var rz readyz
+		if err := json.Unmarshal([]byte(body), &rz); err != nil || len(rz.Providers) != len(cfg.Providers) {
+			return false
+		}
+		for _, p := range rz.Providers {
+			if p.Ready == (p.LastError != "") || p.Ready != (p.Name == "basic") {
+				return false
+			}
+		}
+		return true
+	})
+	if !strings.Contains(body, "answered HTTP 401") || !strings.Contains(body, refusedAddr) {
+		t.Errorf("GET /readyz = %s, want the 401 and the refused address among the errors", body)
+	}
+	if u, p := gotUser.Load(), gotPass.Load(); u == nil || *u != user || *p != pass {
+		t.Errorf("Basic credentials received by the JWKS endpoint: got %v:%v, want %s:%s", u, p, user, pass)
+	}
+	_, metrics := h.get("/metrics")
+	eventually(t, "the fetch failures to be logged", func() bool {
+		return strings.Count(h.logs.String(), "jwks fetch failed") >= 4
+	})
+	for where, s := range map[string]string{"/readyz": body, "/metrics": metrics, "the logs": h.logs.String()} {
+		for _, secret := range []string{user, pass, token} {
+			if strings.Contains(s, secret) {
+				t.Errorf("%s shows %q: %s", where, secret, lineWith(s, secret))
+			}
+		}
+	}
+}
+
+// lineWith returns the first line of s that holds sub, so that a failure
+// shows the offending log line rather than the whole log.
+func lineWith(s, sub string) string {
+	for line := range strings.Lines(s) {
+		if strings.Contains(line, sub) {
+			return strings.TrimSuffix(line, "\n")
+		}
+	}
+	return ""
 }

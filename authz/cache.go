@@ -4,6 +4,9 @@ import (
 	"context"
 	"crypto"
 	"crypto/sha256"
+	"reflect"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -180,4 +183,48 @@ func (c *tokenCache) put(key [sha256.Size]byte, v verified, keys versionedKeys, 
 			c.neg.Set(key, &cacheEntry{v: v, expires: v.validFrom})
 		}
 	}
+}
+
+// cacheInputs is cfg without what a cached verification cannot depend on:
+// the rules (evaluated on every request), the forward-auth source, the
+// realm and the token bound (read before the cache), and the plumbing. Every
+// other field, one added later included, must be equal for a Server to take
+// over its predecessor's token cache: a field forgotten here costs a cache
+// warm-up on reload, never a stale result.
+func cacheInputs(cfg Config) Config {
+	cfg.Rules, cfg.ForwardAuthSource, cfg.Realm, cfg.MaxTokenBytes = nil, "", "", 0
+	cfg.Logger, cfg.Observer, cfg.Now, cfg.Previous = nil, nil, nil, nil
+	// Order carries no meaning in these lists: compared as sets.
+	cfg.Providers = slices.Clone(cfg.Providers)
+	for i := range cfg.Providers {
+		p := &cfg.Providers[i]
+		p.Keys = nil // compared by identity in takesOver
+		p.Audiences = slices.Sorted(slices.Values(p.Audiences))
+	}
+	slices.SortFunc(cfg.Providers, func(a, b Provider) int { return strings.Compare(a.Issuer, b.Issuer) })
+	return cfg
+}
+
+// takesOver reports whether a Server built from cfg may keep prev's token
+// cache: every cache input is equal, and each provider's key source is the
+// very same one, whose key-set versions the entries recorded.
+func takesOver(cfg Config, prev *Server) bool {
+	if !reflect.DeepEqual(cacheInputs(cfg), prev.inputs) {
+		return false
+	}
+	for _, p := range cfg.Providers {
+		q := prev.providers[p.Issuer]
+		if q == nil || !sameKeySource(p.Keys, q.keys) {
+			return false
+		}
+	}
+	return true
+}
+
+// sameKeySource compares key sources by identity: only pointers (such as
+// *jwks.Cache) can be the same one; a key source of any other kind is never
+// the same (comparing values could panic, or call two equal values one).
+func sameKeySource(a, b KeySource) bool {
+	ta := reflect.TypeOf(a)
+	return ta != nil && ta == reflect.TypeOf(b) && ta.Kind() == reflect.Pointer && a == b
 }

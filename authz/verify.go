@@ -1,0 +1,228 @@
+package authz
+
+// Verifying a token: signature, then claims, then the cache of results.
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/extauthz/extauthz/jwks"
+)
+
+var (
+	errUnknownIssuer = errors.New("iss names no configured provider")
+	errAlgorithm     = errors.New("alg not allowed for this provider")
+	errCrit          = errors.New("crit header names extensions this server does not understand")
+)
+
+func (s *Server) verify(ctx context.Context, raw string) verified {
+	if s.cache == nil {
+		v, _, _, _ := s.verifyToken(ctx, raw)
+		return v
+	}
+	key := sha256.Sum256([]byte(raw))
+	if v, ok := s.cache.get(ctx, &s.cacheCount, key, s.now()); ok {
+		return v
+	}
+	v, keys, version, verifier := s.verifyToken(ctx, raw)
+	s.cache.put(key, v, keys, version, verifier)
+	return v
+}
+
+// verifyToken verifies the token's signature and claims. It also returns, for
+// the cache, the key source that was asked for the key, the version of its
+// key set before it was asked (keys is nil when the source cannot be
+// cached), and what it answered.
+func (s *Server) verifyToken(ctx context.Context, raw string) (v verified, keys versionedKeys, version uint64, verifier any) {
+	if err := checkSegments(raw); err != nil {
+		v.reason, v.err = Malformed, err
+		return v, keys, version, verifier
+	}
+	claims := jwt.MapClaims{}
+	var prov *provider
+	t, err := s.parser.ParseWithClaims(raw, claims, func(t *jwt.Token) (any, error) {
+		if kid, ok := t.Header["kid"].(string); ok {
+			v.kid = kid
+		}
+		if _, ok := t.Header["crit"]; ok {
+			// RFC 7515 §4.1.11: a recipient that does not understand a
+			// critical extension must reject the token.
+			return nil, errCrit
+		}
+		iss, _ := claims["iss"].(string)
+		p := s.providers[iss]
+		if p == nil {
+			return nil, errUnknownIssuer
+		}
+		if !slices.Contains(p.algs, t.Method.Alg()) {
+			return nil, errAlgorithm
+		}
+		prov = p
+		v.provider = p.name
+		if vk, ok := p.keys.(versionedKeys); ok {
+			// Read before the lookup: a set replaced meanwhile makes the
+			// entry re-check its kid, never the reverse.
+			keys, version = vk, vk.Version()
+		}
+		k, err := p.keys.Key(ctx, t)
+		verifier = k
+		return k, err
+	})
+	if err == nil {
+		err = checkDates(claims)
+	}
+	if err == nil {
+		err = prov.validator.Validate(claims)
+	}
+	if err != nil {
+		v.reason, v.err = reasonOf(err), err
+		if v.reason != Malformed && t != nil && !slices.Contains(s.algs, algOf(t)) {
+			v.reason = BadAlgorithm
+		}
+		if v.reason == NotYetValid {
+			v.validFrom = s.validFrom(claims) // when the cached denial must end
+		}
+		return v, keys, version, verifier
+	}
+	v.reason, v.claims = Allowed, claims
+	// A copy: a substring would keep the whole token alive in the cache.
+	v.payload = strings.Clone(payloadSegment(raw))
+	v.headers, v.missing = s.renderClaimHeaders(v)
+	v.scopes = grantedScopes(claims)
+	if exp, err := claims.GetExpirationTime(); err == nil && exp != nil {
+		v.validTill = exp.Add(s.skew)
+	}
+	v.validFrom = s.validFrom(claims)
+	v.claims, v.payload = nil, "" // rendered above; not needed any more
+	return v, keys, version, verifier
+}
+
+// validFrom is the first instant the token's nbf and iat allow, skew
+// included; zero when neither is set.
+func (s *Server) validFrom(claims jwt.MapClaims) time.Time {
+	var from time.Time
+	for _, get := range []func() (*jwt.NumericDate, error){claims.GetNotBefore, claims.GetIssuedAt} {
+		if t, err := get(); err == nil && t != nil && t.Add(-s.skew).After(from) {
+			from = t.Add(-s.skew)
+		}
+	}
+	return from
+}
+
+// maxDate is 9999-12-31T23:59:59Z, the last second a NumericDate may name
+// here: golang-jwt turns larger values into int64 seconds with a conversion
+// whose overflow depends on the CPU (1e19 reads as far in the past on amd64).
+const maxDate = 253402300799
+
+var errDate = fmt.Errorf("%w: a time claim is outside 1970..9999", jwt.ErrTokenInvalidClaims)
+
+// checkDates refuses exp, nbf and iat values that are not numbers from 0 to
+// maxDate.
+func checkDates(claims jwt.MapClaims) error {
+	for _, name := range []string{"exp", "nbf", "iat"} {
+		v, ok := claims[name]
+		if !ok {
+			continue
+		}
+		n, ok := v.(json.Number)
+		if !ok {
+			return errDate
+		}
+		f, err := n.Float64()
+		if err != nil || f < 0 || f > maxDate || f != f {
+			return errDate
+		}
+	}
+	return nil
+}
+
+func algOf(t *jwt.Token) string {
+	alg, _ := t.Header["alg"].(string)
+	return alg
+}
+
+func payloadSegment(raw string) string {
+	i := strings.IndexByte(raw, '.')
+	j := strings.LastIndexByte(raw, '.')
+	if i < 0 || j <= i {
+		return ""
+	}
+	return raw[i+1 : j]
+}
+
+// reasonOf classifies a verification error. It is the only place that does.
+func reasonOf(err error) Reason {
+	switch {
+	case errors.Is(err, jwks.ErrNotReady):
+		return KeysUnavailable
+	case errors.Is(err, jwks.ErrKeyNotFound):
+		return UnknownKID
+	case errors.Is(err, errUnknownIssuer):
+		return UnknownIssuer
+	case errors.Is(err, errAlgorithm):
+		return BadAlgorithm
+	case errors.Is(err, errCrit), errors.Is(err, jwt.ErrTokenMalformed):
+		return Malformed
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid), errors.Is(err, jwt.ErrTokenUnverifiable):
+		return BadSignature
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return Expired
+	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		return NotYetValid
+	case errors.Is(err, jwt.ErrTokenInvalidAudience):
+		return WrongAudience
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
+		return UnknownIssuer
+	case errors.Is(err, jwt.ErrTokenInvalidClaims), errors.Is(err, jwt.ErrTokenRequiredClaimMissing),
+		errors.Is(err, jwt.ErrInvalidType):
+		// ErrInvalidType: exp, nbf, iat or aud of the wrong type. The
+		// validator returns it unwrapped, as claims are validated apart
+		// from parsing.
+		return InvalidClaims
+	}
+	return BadSignature
+}
+
+// grantedScopes returns the scopes a token grants: the "scope" claim
+// (space-separated, RFC 8693) and the "scp" claim (an array, or a
+// space-separated string).
+func grantedScopes(claims jwt.MapClaims) []string {
+	var granted []string
+	for _, name := range []string{"scope", "scp"} {
+		switch v := claims[name].(type) {
+		case string:
+			// RFC 6749 §3.3: scope tokens are separated by spaces (%x20)
+			// only; strings.Fields would also split on Unicode spaces.
+			for _, t := range strings.Split(v, " ") {
+				if t != "" {
+					granted = append(granted, t)
+				}
+			}
+		case []any:
+			for _, e := range v {
+				if s, ok := e.(string); ok {
+					granted = append(granted, s)
+				}
+			}
+		}
+	}
+	return granted
+}
+
+// hasScopes reports whether every required scope is granted.
+func hasScopes(granted, required []string) bool {
+	for _, r := range required {
+		if !slices.Contains(granted, r) {
+			return false
+		}
+	}
+	return true
+}

@@ -593,7 +593,7 @@ func (f keyFuncSource) Key(ctx context.Context, t *jwt.Token) (any, error) { ret
 // panicObserver panics on every decision.
 type panicObserver struct{}
 
-func (panicObserver) ObserveCheck(context.Context, string, Reason, time.Duration) {
+func (panicObserver) ObserveCheck(context.Context, Event) {
 	panic("observer exploded")
 }
 

@@ -131,14 +131,6 @@ type Config struct {
 	Previous *Server
 }
 
-// Observer receives the outcome of every decision.
-type Observer interface {
-	// ObserveCheck is called once per decision, with the request's context
-	// (for tracing); provider is "" when the token named no configured
-	// provider (or there was no token).
-	ObserveCheck(ctx context.Context, provider string, reason Reason, d time.Duration)
-}
-
 var knownAlgs = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
 
 // forbiddenHeaders may not carry claims: setting them would let a token

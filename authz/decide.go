@@ -5,60 +5,198 @@ package authz
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"strings"
 	"time"
 )
 
-// Decide makes the decision for one request. It never panics on any input,
-// and it allows only when the path is public or a configured provider's key
-// verified the token and every claim rule held.
-func (s *Server) Decide(ctx context.Context, r Request) Decision {
-	start := time.Now()
-	if r.Path == "" {
-		// No request target at all (Envoy always sends one): judging it as
-		// "/" would apply the root rule alone, a default more permissive
-		// than the request's real path.
-		d := s.denyWith(InvalidRequest, msgNoPath, nil)
-		s.record(ctx, r, d, verified{}, time.Since(start))
-		return d
-	}
-	pol := policyFor(s.rules, r.Path)
-	if pol.tooLong {
-		d := s.deny(PathTooLong, nil)
-		s.record(ctx, r, d, verified{}, time.Since(start))
-		return d
-	}
-	v := s.verifyRequest(ctx, r)
+// Stage names one step of the decision pipeline. Decide runs them in this
+// order; a denial ends the pipeline at the stage that made it.
+type Stage string
 
+const (
+	// StageRequest: what the transport could read of the request (a
+	// forward-auth check whose original-request headers disagree or are
+	// missing; a CheckRequest without a path).
+	StageRequest Stage = "request"
+	// StageRoute: what the rules ask of the path, over every reading of it.
+	StageRoute Stage = "route"
+	// StageToken: the bearer token, from the Authorization header.
+	StageToken Stage = "token"
+	// StageVerify: the token's provider, signature and claims, or the
+	// cached result of an earlier verification.
+	StageVerify Stage = "verify"
+	// StageAuthorize: what the route asks of the verified token (scopes).
+	StageAuthorize Stage = "authorize"
+	// StageRender: the claim headers to set upstream and the ones to remove.
+	StageRender Stage = "render"
+)
+
+// Trace collects the steps of one decision, for explaining it. Set
+// Request.Trace to collect; a nil Trace collects nothing and costs a nil
+// check per stage.
+type Trace struct {
+	Steps []Step
+}
+
+// Step is what one stage found.
+type Step struct {
+	Stage  Stage
+	Detail string
+}
+
+func (t *Trace) add(stage Stage, format string, args ...any) {
+	t.Steps = append(t.Steps, Step{Stage: stage, Detail: fmt.Sprintf(format, args...)})
+}
+
+// Decide makes the decision for one request. It never panics: a panic in any
+// stage (or in the observer or logger) is an Internal denial, recorded. It
+// allows only when the path is public, or a configured provider's key
+// verified the token and every rule the path's readings match held.
+func (s *Server) Decide(ctx context.Context, r Request) (d Decision) {
+	start := time.Now()
+	var f findings
+	defer func() {
+		if p := recover(); p != nil {
+			d = s.recovered(ctx, "check", p, r, time.Since(start))
+		}
+	}()
+	d, f = s.decide(ctx, r)
+	s.record(ctx, r, d, f, time.Since(start))
+	return d
+}
+
+// recovered turns a panic into an Internal denial, logged with its stack
+// and recorded as every decision is (where is what panicked). Logging and
+// recording are guarded: a panicking logger or observer cannot turn the
+// denial into a crash.
+func (s *Server) recovered(ctx context.Context, where string, p any, r Request, elapsed time.Duration) Decision {
+	d := s.deny(Internal, nil)
+	safeLog(func() {
+		s.log.LogAttrs(context.WithoutCancel(ctx), slog.LevelError, "panic in "+where+"; denied",
+			slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
+	})
+	safeLog(func() { s.record(ctx, r, d, findings{}, elapsed) })
+	return d
+}
+
+// findings are what the stages found, for the record.
+type findings struct {
+	v    verified
+	rule string // the path of the rule that decided, "" for none
+}
+
+// decide runs the stages.
+func (s *Server) decide(ctx context.Context, r Request) (Decision, findings) {
+	tr := r.Trace
+	var f findings
+
+	// request
+	if r.problem != "" || r.Path == "" {
+		d := s.denyWith(r.problem, r.problemMsg, nil)
+		if r.problem == "" {
+			// No request target at all (Envoy always sends one): judging
+			// it as "/" would apply the root rule alone, a default more
+			// permissive than the request's real path.
+			d = s.denyWith(InvalidRequest, msgNoPath, nil)
+		}
+		if tr != nil {
+			tr.add(StageRequest, "%s", d.Reason.Message())
+		}
+		return d, f
+	}
+
+	// route
+	pol := policyFor(s.rules, r.Path)
+	f.rule = pol.rule
+	if tr != nil {
+		tr.add(StageRoute, "rule %q: public %v, scopes %q (every reading of %q)", pol.rule, pol.public, pol.scopes, pathOnly(r.Path))
+	}
+	if pol.tooLong {
+		return s.deny(PathTooLong, nil), f
+	}
+
+	// token, verify
+	token, reason := s.bearer(r.Authorization)
+	if tr != nil {
+		tr.add(StageToken, "%s", tokenStep(reason))
+	}
+	if reason == "" {
+		f.v = s.verify(ctx, token)
+		if tr != nil {
+			tr.add(StageVerify, "%s (provider %q, kid %q)", f.v.reason, f.v.provider, f.v.kid)
+		}
+	} else {
+		f.v.reason = reason
+	}
+
+	// authorize
 	var d Decision
 	switch {
-	case v.reason == Allowed && !hasScopes(v.scopes, pol.scopes):
+	case f.v.reason == Allowed && !hasScopes(f.v.scopes, pol.scopes):
 		d = s.deny(InsufficientScope, pol.scopes)
-	case v.reason == Allowed:
+	case f.v.reason == Allowed:
 		d = Decision{Reason: Allowed}
 		if pol.public {
 			d.Reason = Public
 		}
-		d.Headers, d.Remove = s.claimHeadersFor(v, r.HeaderNames)
 	case pol.public:
-		// Public: an absent or bad token is ignored, and the request goes on
-		// anonymously, with every claim header removed.
+		// Public: an absent or bad token is ignored, and the request goes
+		// on anonymously, with every claim header removed.
 		d = Decision{Reason: Public}
-		d.Headers, d.Remove = s.claimHeadersFor(verified{}, r.HeaderNames)
 	default:
-		d = s.deny(v.reason, pol.scopes)
+		d = s.deny(f.v.reason, pol.scopes)
 	}
-	d.Provider = v.provider
-	s.record(ctx, r, d, v, time.Since(start))
-	return d
+	d.Provider = f.v.provider
+	if tr != nil {
+		tr.add(StageAuthorize, "%s", d.Reason)
+	}
+
+	// render
+	if d.Allowed() {
+		v := f.v
+		if d.Reason == Public && v.reason != Allowed {
+			v = verified{}
+		}
+		d.Headers, d.Remove = s.claimHeadersFor(v, r.HeaderNames)
+		if tr != nil {
+			tr.add(StageRender, "set %d claim headers, remove %q", len(d.Headers), d.Remove)
+		}
+	}
+	return d, f
 }
 
-// record logs and observes a decision. Tokens never reach the log: only the
-// reason, the provider, the kid (bounded) and the path (bounded).
-func (s *Server) record(ctx context.Context, r Request, d Decision, v verified, elapsed time.Duration) {
+func tokenStep(reason Reason) string {
+	if reason == "" {
+		return "a bearer token"
+	}
+	return string(reason)
+}
+
+// record logs and observes a decision: the one place every decision,
+// adapter-found problems and panics included, becomes a metric, a span
+// attribute and a log line. Tokens never reach the log: only the reason, the
+// provider, the kid (bounded) and the path (bounded, without its query).
+func (s *Server) record(ctx context.Context, r Request, d Decision, f findings, elapsed time.Duration) {
+	e := Event{
+		Reason:   d.Reason,
+		Provider: d.Provider,
+		Rule:     f.rule,
+		Method:   bound(r.Method),
+		Path:     bound(pathOnly(r.Path)),
+		KID:      bound(f.v.kid),
+		Duration: elapsed,
+	}
+	if d.Reason == Public && f.v.reason != Allowed && f.v.reason != MissingToken && f.v.reason != "" {
+		e.TokenIgnored = f.v.reason
+	}
+	if !d.Allowed() {
+		e.Err = f.v.err
+	}
 	if s.obs != nil {
-		s.obs.ObserveCheck(ctx, d.Provider, d.Reason, elapsed)
+		s.obs.ObserveCheck(ctx, e)
 	}
 	level := slog.LevelInfo
 	msg := "check denied"
@@ -69,23 +207,23 @@ func (s *Server) record(ctx context.Context, r Request, d Decision, v verified, 
 		return
 	}
 	attrs := []slog.Attr{
-		slog.String("reason", string(d.Reason)),
+		slog.String("reason", string(e.Reason)),
 		slog.Int("status", d.Status()),
-		slog.String("method", bound(r.Method)),
-		slog.String("path", bound(pathOnly(r.Path))),
-		slog.Duration("duration", elapsed),
+		slog.String("method", e.Method),
+		slog.String("path", e.Path),
+		slog.Duration("duration", e.Duration),
 	}
-	if d.Provider != "" {
-		attrs = append(attrs, slog.String("provider", d.Provider))
+	if e.Provider != "" {
+		attrs = append(attrs, slog.String("provider", e.Provider))
 	}
-	if v.kid != "" {
-		attrs = append(attrs, slog.String("kid", bound(v.kid)))
+	if e.KID != "" {
+		attrs = append(attrs, slog.String("kid", e.KID))
 	}
-	if v.err != nil && !d.Allowed() {
-		attrs = append(attrs, slog.String("error", bound(v.err.Error())))
+	if e.Err != nil {
+		attrs = append(attrs, slog.String("error", bound(e.Err.Error())))
 	}
-	if d.Reason == Public && v.reason != Allowed && v.reason != MissingToken {
-		attrs = append(attrs, slog.String("token_ignored", string(v.reason)))
+	if e.TokenIgnored != "" {
+		attrs = append(attrs, slog.String("token_ignored", string(e.TokenIgnored)))
 	}
 	s.log.LogAttrs(context.WithoutCancel(ctx), level, msg, attrs...)
 }

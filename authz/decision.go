@@ -3,6 +3,11 @@ package authz
 // The vocabulary of one decision: the request as a transport read it, the
 // decision, and the event every decision is recorded as.
 
+import (
+	"context"
+	"time"
+)
+
 // Request is what a decision needs of one HTTP request.
 type Request struct {
 	// Method is the HTTP method, for logs.
@@ -15,6 +20,15 @@ type Request struct {
 	// the transport can strip headers upstream (Envoy). Look-alike spellings
 	// of claim headers among them are removed on allow.
 	HeaderNames []string
+	// Trace, when not nil, collects what each stage of the decision found
+	// (for explaining it); nil costs nothing.
+	Trace *Trace
+
+	// problem is what the transport found wrong with the request it checks
+	// (AmbiguousRequest, InvalidRequest), with its message: the decision is
+	// that denial, recorded as every other.
+	problem    Reason
+	problemMsg string
 }
 
 // Header is one header to set upstream.
@@ -42,3 +56,26 @@ func (d Decision) Allowed() bool { return d.Reason.Allow() }
 
 // Status is the HTTP status for the decision.
 func (d Decision) Status() int { return d.Reason.Status() }
+
+// Event is one decision as metrics, traces and logs see it: everything they
+// need, so that none of them reads the request again.
+type Event struct {
+	Reason   Reason
+	Provider string // the token's provider, "" when it named none (or there was no token)
+	Rule     string // the path of the rule that decided, "" when none matched
+	Method   string // the original request's method, bounded
+	Path     string // the original request's path, without its query, bounded
+	KID      string // the token's kid, bounded
+	// Err is why verification failed, on a denial (never holds the token).
+	Err error
+	// TokenIgnored is why a public request's token did not verify.
+	TokenIgnored Reason
+	Duration     time.Duration
+}
+
+// Observer receives every decision.
+type Observer interface {
+	// ObserveCheck is called once per decision, with the request's context
+	// (for tracing).
+	ObserveCheck(ctx context.Context, e Event)
+}

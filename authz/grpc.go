@@ -2,8 +2,6 @@ package authz
 
 import (
 	"context"
-	"log/slog"
-	"runtime/debug"
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -24,11 +22,8 @@ import (
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *authv3.CheckResponse, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			resp, err = CheckResponse(s.deny(Internal, nil)), nil
-			safeLog(func() {
-				s.log.LogAttrs(context.WithoutCancel(ctx), slog.LevelError, "panic in Check; denied",
-					slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
-			})
+			h := req.GetAttributes().GetRequest().GetHttp()
+			resp, err = CheckResponse(s.recovered(ctx, "Check", p, Request{Method: h.GetMethod(), Path: h.GetPath()}, 0)), nil
 		}
 	}()
 	h := req.GetAttributes().GetRequest().GetHttp()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
-	"runtime/debug"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -34,26 +33,19 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if p == http.ErrAbortHandler {
 				panic(p)
 			}
-			safeLog(func() {
-				s.log.LogAttrs(r.Context(), slog.LevelError, "panic in forward-auth check; denied",
-					slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
-			})
-			s.writeDecision(w, s.deny(Internal, nil))
+			s.writeDecision(w, s.recovered(r.Context(), "forward-auth check", p, Request{Method: r.Method, Path: target(r)}, 0))
 		}
 	}()
 	method, uri, reason := s.original(r)
+	req := Request{Method: method, Path: uri, Authorization: r.Header.Values("Authorization")}
 	if reason != "" {
-		d := s.deny(reason, nil)
+		req = Request{Method: r.Method, Path: target(r), problem: reason, problemMsg: reason.Message()}
 		if reason == InvalidRequest {
-			d = s.denyWith(reason, msgNoOriginalURI, nil)
+			req.problemMsg = msgNoOriginalURI
 			s.warnUnpinned(r.Context())
 		}
-		s.record(r.Context(), Request{Method: r.Method, Path: target(r)}, d, verified{}, 0)
-		s.writeDecision(w, d)
-		return
 	}
-	d := s.Decide(r.Context(), Request{Method: method, Path: uri, Authorization: r.Header.Values("Authorization")})
-	s.writeDecision(w, d)
+	s.writeDecision(w, s.Decide(r.Context(), req))
 }
 
 // target is the request target as received: "*" for OPTIONS *, the

@@ -258,6 +258,7 @@ type policy struct {
 	tooLong bool // refused: see MaxSlowPathBytes
 	public  bool
 	scopes  []string // all required
+	rule    string   // the path of the rule that decided: the first one matched, or a stricter one a reading matched
 }
 
 // policyFor matches target against the rules (first match wins, per
@@ -286,7 +287,7 @@ func policyFor(rules []rule, target string) policy {
 			if exact == nil {
 				return policy{}
 			}
-			return policy{public: exact.public, scopes: exact.scopes}
+			return policy{public: exact.public, scopes: exact.scopes, rule: exact.path}
 		}
 		pol := policy{public: true}
 		pol.merge(exact)
@@ -311,9 +312,13 @@ func (pol *policy) merge(r *rule) {
 	if r == nil {
 		return
 	}
+	if pol.rule == "" {
+		pol.rule = r.path
+	}
 	for _, s := range r.scopes {
 		if !contains(pol.scopes, s) {
 			pol.scopes = append(pol.scopes, s)
+			pol.rule = r.path // a stricter reading decides
 		}
 	}
 }

@@ -815,13 +815,13 @@ type recordingObserver struct {
 	obs []observation
 }
 
-func (o *recordingObserver) ObserveCheck(_ context.Context, provider string, reason Reason, d time.Duration) {
-	if d < 0 {
+func (o *recordingObserver) ObserveCheck(_ context.Context, e Event) {
+	if e.Duration < 0 {
 		panic("negative duration")
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.obs = append(o.obs, observation{provider, reason})
+	o.obs = append(o.obs, observation{e.Provider, e.Reason})
 }
 
 func TestDecideObserver(t *testing.T) {

@@ -17,6 +17,24 @@ import (
 	"github.com/extauthz/extauthz/jwks"
 )
 
+// verified is the outcome of token verification.
+type verified struct {
+	reason   Reason // Allowed when the token verified
+	provider string
+	claims   jwt.MapClaims
+	payload  string // base64url payload segment as in the token
+	kid      string // for logs
+	err      error  // for logs
+	// The configured claim headers rendered from the claims (sorted), and
+	// the configured ones without a value, the granted scopes and the
+	// validity window (skew applied): computed once per verification, so
+	// that cached tokens reuse them and the claim set itself is not kept.
+	headers              []Header
+	missing              []string
+	scopes               []string
+	validFrom, validTill time.Time // zero validFrom: no lower bound
+}
+
 var (
 	errUnknownIssuer = errors.New("iss names no configured provider")
 	errAlgorithm     = errors.New("alg not allowed for this provider")

@@ -80,7 +80,8 @@ func newMetrics(caches func() []*jwks.Cache, tokenCache func() authz.CacheStats,
 }
 
 // ObserveCheck implements authz.Observer.
-func (m *metrics) ObserveCheck(_ context.Context, provider string, reason authz.Reason, d time.Duration) {
+func (m *metrics) ObserveCheck(_ context.Context, e authz.Event) {
+	provider, reason, d := e.Provider, e.Reason, e.Duration
 	k := checkSeries{provider, reason}
 	c, ok := m.bound.Load(k)
 	if !ok {

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"time"
 	"unicode/utf8"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -104,13 +103,17 @@ func (t *tracing) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo
 	if info.FullMethod != checkMethod {
 		return handler(ctx, req)
 	}
-	var method, path string
+	// Only the trace context is read here, before the span starts; what
+	// the request is (method, path) comes with the decision's Event.
 	fromRequest := carrier{}
 	if cr, ok := req.(*authv3.CheckRequest); ok {
 		h := cr.GetAttributes().GetRequest().GetHttp()
-		method, path = h.GetMethod(), h.GetPath()
-		for k, v := range h.GetHeaders() {
-			fromRequest.add(k, v)
+		if hs := h.GetHeaders(); len(hs) > 0 {
+			for _, name := range traceHeaders {
+				if v, ok := hs[name]; ok {
+					fromRequest.add(name, v)
+				}
+			}
 		}
 		for _, hv := range h.GetHeaderMap().GetHeaders() {
 			v := hv.GetValue()
@@ -118,9 +121,6 @@ func (t *tracing) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo
 				v = string(raw)
 			}
 			fromRequest.add(hv.GetKey(), v)
-		}
-		if path == "" {
-			path = h.GetHeaders()[":path"]
 		}
 	}
 	fromMetadata := carrier{}
@@ -132,8 +132,7 @@ func (t *tracing) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo
 		}
 	}
 	ctx = t.parent(ctx, fromRequest, fromMetadata)
-	ctx, span := t.tracer.Start(ctx, spanCheck, trace.WithSpanKind(trace.SpanKindServer),
-		trace.WithAttributes(attrMethod.String(boundMethod(method)), attrPath.String(boundPath(path))))
+	ctx, span := t.tracer.Start(ctx, spanCheck, trace.WithSpanKind(trace.SpanKindServer))
 	defer span.End()
 	resp, err := handler(ctx, req)
 	if err != nil {
@@ -148,9 +147,9 @@ func (t *tracing) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo
 
 // middleware wraps the forward-auth check: a span per request, child of the
 // trace context of the request's headers (the proxy's own, or the client's
-// that it copied). The attributes describe the original request as the
-// check reads it, with source the configured forward-auth source.
-func (t *tracing) middleware(next http.Handler, source func() string) http.Handler {
+// that it copied). The attributes describing the original request come with
+// the decision's Event (checkObserver), as the check read it.
+func (t *tracing) middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c := carrier{}
 		for _, h := range traceHeaders {
@@ -158,41 +157,13 @@ func (t *tracing) middleware(next http.Handler, source func() string) http.Handl
 				c.add(h, v[0])
 			}
 		}
-		method, path := original(r, source())
 		ctx := t.parent(r.Context(), c)
-		ctx, span := t.tracer.Start(ctx, spanForwardAuth, trace.WithSpanKind(trace.SpanKindServer),
-			trace.WithAttributes(attrMethod.String(boundMethod(method)), attrPath.String(boundPath(path))))
+		ctx, span := t.tracer.Start(ctx, spanForwardAuth, trace.WithSpanKind(trace.SpanKindServer))
 		defer span.End()
 		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
 		next.ServeHTTP(sw, r.WithContext(ctx))
 		span.SetAttributes(attrStatus.Int(sw.code))
 	})
-}
-
-// original returns the method and target of the request the proxy checks,
-// as authz reads them for source, for the span attributes only.
-func original(r *http.Request, source string) (method, target string) {
-	first := func(name string) string {
-		if v := r.Header.Values(name); len(v) == 1 {
-			return v[0]
-		}
-		return ""
-	}
-	switch source {
-	case authz.SourceOriginal:
-		return first("X-Original-Method"), first("X-Original-URI")
-	case authz.SourceForwarded:
-		return first("X-Forwarded-Method"), first("X-Forwarded-Uri")
-	case authz.SourceRequest:
-		return r.Method, r.URL.RequestURI()
-	}
-	if u := first("X-Original-URI"); u != "" {
-		return first("X-Original-Method"), u
-	}
-	if u := first("X-Forwarded-Uri"); u != "" {
-		return first("X-Forwarded-Method"), u
-	}
-	return r.Method, r.URL.RequestURI()
 }
 
 type statusWriter struct {
@@ -238,12 +209,15 @@ func boundMethod(m string) string {
 // the decision on the check's span when tracing is on.
 type checkObserver struct{ m *metrics }
 
-func (o checkObserver) ObserveCheck(ctx context.Context, provider string, reason authz.Reason, d time.Duration) {
-	o.m.ObserveCheck(ctx, provider, reason, d)
+func (o checkObserver) ObserveCheck(ctx context.Context, e authz.Event) {
+	o.m.ObserveCheck(ctx, e)
 	if span := trace.SpanFromContext(ctx); span.IsRecording() {
-		attrs := []attribute.KeyValue{attrReason.String(string(reason)), attrAllowed.Bool(reason.Allow())}
-		if provider != "" {
-			attrs = append(attrs, attrProvider.String(provider))
+		attrs := []attribute.KeyValue{
+			attrReason.String(string(e.Reason)), attrAllowed.Bool(e.Reason.Allow()),
+			attrMethod.String(boundMethod(e.Method)), attrPath.String(boundPath(e.Path)),
+		}
+		if e.Provider != "" {
+			attrs = append(attrs, attrProvider.String(e.Provider))
 		}
 		span.SetAttributes(attrs...)
 	}

@@ -446,7 +446,7 @@ func (s *Server) Run(ctx context.Context) error {
 
 	var check http.Handler = http.HandlerFunc(s.serveHTTP)
 	if s.tracing != nil {
-		check = s.tracing.middleware(check, func() string { return s.gen.Load().cfg.ForwardAuthSource })
+		check = s.tracing.middleware(check)
 	}
 	hs := &http.Server{
 		Handler: check,

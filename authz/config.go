@@ -81,8 +81,12 @@ const (
 // forward_payload_header).
 const PayloadClaim = "$payload"
 
-// DefaultClaimHeaders are used when Config.ClaimHeaders is empty.
-var DefaultClaimHeaders = map[string]string{"x-jwt-sub": "sub", "x-jwt-payload": PayloadClaim}
+// DefaultClaimHeaders returns the claim headers used when
+// Config.ClaimHeaders is empty: x-jwt-sub (the sub claim) and x-jwt-payload
+// (the verified payload). A new map each call.
+func DefaultClaimHeaders() map[string]string {
+	return map[string]string{"x-jwt-sub": "sub", "x-jwt-payload": PayloadClaim}
+}
 
 // Config configures a [Server].
 type Config struct {
@@ -94,7 +98,7 @@ type Config struct {
 	// ClaimHeaders maps an upstream header name to the claim it carries. A
 	// claim name matches exactly first (namespaced claims such as
 	// "https://example.com/roles" are common); otherwise dots descend into
-	// nested objects. Defaults to [DefaultClaimHeaders].
+	// nested objects. Defaults to [DefaultClaimHeaders]().
 	ClaimHeaders map[string]string
 	// ClockSkew is the leeway for exp, nbf and iat. Defaults to 60s, as
 	// Envoy's jwt_authn. A negative value means none.

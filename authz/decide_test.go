@@ -4,7 +4,10 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -132,4 +135,36 @@ func BenchmarkDecideTrace(b *testing.B) {
 			w.srv.Decide(b.Context(), t)
 		}
 	})
+}
+
+// TestREADMENamesEveryReason: the README's metrics table lists every reason
+// label extauthz_checks_total can carry, and no other.
+func TestREADMENamesEveryReason(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var row string
+	for line := range strings.SplitSeq(string(raw), "\n") {
+		if strings.HasPrefix(line, "| `extauthz_checks_total`") {
+			row = line
+		}
+	}
+	_, list, ok := strings.Cut(row, "`reason` is one of ")
+	if !ok {
+		t.Fatalf("README has no extauthz_checks_total row naming its reasons: %q", row)
+	}
+	var named []string
+	for i, span := range strings.Split(list, "`") {
+		if i%2 == 1 {
+			named = append(named, span)
+		}
+	}
+	var want []string
+	for _, r := range Reasons() {
+		want = append(want, string(r))
+	}
+	if !sameSet(named, want) {
+		t.Errorf("README names reasons %q, want %q", named, want)
+	}
 }

@@ -33,10 +33,13 @@ const (
 	Internal          Reason = "internal"           // a bug; denied
 )
 
-// Reasons lists every Reason, for metrics that want all label values.
-var Reasons = []Reason{Allowed, Public, MissingToken, InvalidRequest, AmbiguousRequest, PathTooLong, TokenTooLarge, Malformed,
-	BadAlgorithm, BadSignature, UnknownKID, UnknownIssuer, WrongAudience, Expired, NotYetValid,
-	InvalidClaims, InsufficientScope, KeysUnavailable, Internal}
+// Reasons returns every Reason, for metrics and documentation that want
+// all label values. A new slice each call.
+func Reasons() []Reason {
+	return []Reason{Allowed, Public, MissingToken, InvalidRequest, AmbiguousRequest, PathTooLong, TokenTooLarge, Malformed,
+		BadAlgorithm, BadSignature, UnknownKID, UnknownIssuer, WrongAudience, Expired, NotYetValid,
+		InvalidClaims, InsufficientScope, KeysUnavailable, Internal}
+}
 
 // outcome is what a Reason means on the wire. This is the one table that maps
 // decisions to HTTP statuses and gRPC codes.

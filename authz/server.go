@@ -157,7 +157,7 @@ func New(cfg Config) (*Server, error) {
 
 	headers := cfg.ClaimHeaders
 	if len(headers) == 0 {
-		headers = DefaultClaimHeaders
+		headers = DefaultClaimHeaders()
 	}
 	for h, c := range headers {
 		name := strings.ToLower(h)

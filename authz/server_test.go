@@ -272,8 +272,8 @@ func TestReasonTable(t *testing.T) {
 	all := []Reason{Allowed, Public, MissingToken, InvalidRequest, AmbiguousRequest, PathTooLong, TokenTooLarge, Malformed, BadAlgorithm,
 		BadSignature, UnknownKID, UnknownIssuer, WrongAudience, Expired, NotYetValid, InvalidClaims,
 		InsufficientScope, KeysUnavailable, Internal}
-	if !sameSet(reasonStrings(Reasons), reasonStrings(all)) || len(Reasons) != len(all) {
-		t.Errorf("Reasons = %q, want %q", Reasons, all)
+	if !sameSet(reasonStrings(Reasons()), reasonStrings(all)) || len(Reasons()) != len(all) {
+		t.Errorf("Reasons() = %q, want %q", Reasons(), all)
 	}
 	for _, r := range all {
 		t.Run(string(r), func(t *testing.T) {

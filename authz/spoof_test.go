@@ -94,7 +94,7 @@ func TestSpoofing(t *testing.T) {
 			client := startGRPC(t, w.srv)
 			headerClaims := cfg.headers
 			if headerClaims == nil {
-				headerClaims = DefaultClaimHeaders
+				headerClaims = DefaultClaimHeaders()
 			}
 			for _, tc := range tests {
 				t.Run(tc.name, func(t *testing.T) {

@@ -702,7 +702,7 @@ func parseServerFile(data string, containerEnv map[string]string) (*config.Confi
 func claimHeaders(cfg *config.Config) []string {
 	hs := cfg.ClaimHeaders
 	if len(hs) == 0 {
-		hs = authz.DefaultClaimHeaders
+		hs = authz.DefaultClaimHeaders()
 	}
 	return slices.Sorted(maps.Keys(hs))
 }

@@ -314,7 +314,7 @@ func serverClaimHeaders(t *testing.T) []string {
 		t.Fatalf("envoy/extauthz-demo.yaml: %v", err)
 	}
 	set := map[string]bool{}
-	for name := range maps.Keys(authz.DefaultClaimHeaders) {
+	for name := range maps.Keys(authz.DefaultClaimHeaders()) {
 		set[http.CanonicalHeaderKey(name)] = true
 	}
 	for name := range maps.Keys(demo.ClaimHeaders) {

@@ -73,8 +73,10 @@ type CacheStats struct {
 	Entries      int    // results held now, positive and negative
 }
 
-// now is the server's clock: a positive entry lives in the cache until the
-// token's expiry as that clock reads it (usable checks it again on every hit).
+// newTokenCache returns a cache of size positive entries (and a quarter as
+// many negative ones), nil when size is not positive. now is the server's
+// clock: a positive entry lives in the cache until the token's expiry as that
+// clock reads it (usable checks it again on every hit).
 func newTokenCache(size int, now func() time.Time) *tokenCache {
 	if size <= 0 {
 		return nil

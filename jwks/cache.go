@@ -33,7 +33,7 @@ type Config struct {
 	// log lines, its errors, [StatusError].
 	URL string
 	// Algorithms are the signing algorithms tokens may use; keys that fit
-	// none of them are skipped. Defaults to RS256.
+	// none of them are skipped. Defaults to [DefaultAlgorithm] (RS256).
 	Algorithms []string
 	// Client performs the fetches. Set it for a custom CA or client
 	// certificates. Redirects are refused whatever its CheckRedirect says:
@@ -41,22 +41,26 @@ type Config struct {
 	// cloned from http.DefaultTransport.
 	Client *http.Client
 	// RefreshInterval is the time between scheduled refreshes once a key set
-	// is loaded, and the cap of the retry backoff. Defaults to 15m.
+	// is loaded, and the cap of the retry backoff. Defaults to
+	// [DefaultRefreshInterval] (15m).
 	RefreshInterval time.Duration
 	// MinRefreshInterval is the least time between the start of a fetch and
 	// one triggered by an unknown kid, and the first retry delay after a
-	// failed fetch. Defaults to 10s.
+	// failed fetch. Defaults to [DefaultMinRefreshInterval] (10s).
 	MinRefreshInterval time.Duration
-	// FetchTimeout bounds one fetch, connection to last byte. Defaults to 5s.
+	// FetchTimeout bounds one fetch, connection to last byte. Defaults to
+	// [DefaultFetchTimeout] (5s).
 	FetchTimeout time.Duration
 	// UnknownKIDWait is the longest a lookup for an unknown kid waits for the
 	// shared in-flight fetch before it gives up. Keep it well under the
-	// proxy's ext_authz timeout (Envoy's default is 200ms). Defaults to 100ms.
+	// proxy's ext_authz timeout (Envoy's default is 200ms). Defaults to
+	// [DefaultUnknownKIDWait] (100ms).
 	UnknownKIDWait time.Duration
-	// MaxBodyBytes bounds the JWKS response body. Defaults to 1 MiB.
+	// MaxBodyBytes bounds the JWKS response body. Defaults to
+	// [DefaultMaxBodyBytes] (1 MiB).
 	MaxBodyBytes int64
 	// MaxKeys bounds the number of keys in a set; a larger set is refused.
-	// Defaults to 100.
+	// Defaults to [DefaultMaxKeys] (100).
 	MaxKeys int
 	// Logger receives fetch failures (Warn) and key set changes (Info).
 	// Defaults to slog.Default().
@@ -109,21 +113,20 @@ type fetchCall struct {
 // New validates cfg and returns a Cache. It does no I/O and starts no
 // goroutine: call [Cache.Run].
 func New(cfg Config) (*Cache, error) {
-	shown := redact.URL(cfg.URL)
-	u, err := url.Parse(cfg.URL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		// Not err: url.Parse's error quotes the URL, user info and all.
-		return nil, fmt.Errorf("jwks: URL %q is not an absolute http(s) URL", shown)
+	if err := CheckURL(cfg.URL); err != nil {
+		return nil, err
 	}
+	shown := redact.URL(cfg.URL)
+	u, _ := url.Parse(cfg.URL) // checked
 	if cfg.Name == "" {
 		cfg.Name = u.Host // the parser leaves the user info out of Host
 	}
 	if len(cfg.Algorithms) == 0 {
-		cfg.Algorithms = []string{"RS256"}
+		cfg.Algorithms = []string{DefaultAlgorithm}
 	}
 	for _, a := range cfg.Algorithms {
-		if !knownAlg(a) {
-			return nil, fmt.Errorf("jwks: algorithm %q is not supported (want RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512 or EdDSA)", a)
+		if err := CheckAlgorithm(a); err != nil {
+			return nil, err
 		}
 	}
 	def := func(d *time.Duration, v time.Duration) {
@@ -131,18 +134,18 @@ func New(cfg Config) (*Cache, error) {
 			*d = v
 		}
 	}
-	def(&cfg.RefreshInterval, 15*time.Minute)
-	def(&cfg.MinRefreshInterval, 10*time.Second)
-	def(&cfg.FetchTimeout, 5*time.Second)
-	def(&cfg.UnknownKIDWait, 100*time.Millisecond)
-	if cfg.MinRefreshInterval > cfg.RefreshInterval {
-		return nil, fmt.Errorf("jwks: minimum refresh interval %v is longer than the refresh interval %v", cfg.MinRefreshInterval, cfg.RefreshInterval)
+	def(&cfg.RefreshInterval, DefaultRefreshInterval)
+	def(&cfg.MinRefreshInterval, DefaultMinRefreshInterval)
+	def(&cfg.FetchTimeout, DefaultFetchTimeout)
+	def(&cfg.UnknownKIDWait, DefaultUnknownKIDWait)
+	if err := CheckRefreshIntervals(cfg.RefreshInterval, cfg.MinRefreshInterval); err != nil {
+		return nil, err
 	}
 	if cfg.MaxBodyBytes <= 0 {
-		cfg.MaxBodyBytes = 1 << 20
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
 	if cfg.MaxKeys <= 0 {
-		cfg.MaxKeys = 100
+		cfg.MaxKeys = DefaultMaxKeys
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -175,14 +178,6 @@ func New(cfg Config) (*Cache, error) {
 func isLoopback(host string) bool {
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
-}
-
-func knownAlg(a string) bool {
-	switch a {
-	case "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA":
-		return true
-	}
-	return false
 }
 
 // Name returns the provider name the cache reports under.

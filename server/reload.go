@@ -172,7 +172,7 @@ func (s *Server) reload(ctx, cacheCtx context.Context, runner *cacheRunner, trig
 		slog.Int("providers", len(cfg.Providers)), slog.Int("rules", len(cfg.Rules)),
 		slog.Int("key_sets_kept", len(g.caches)-len(fresh)), slog.Int("key_sets_new", len(fresh)),
 		slog.Int("key_sets_removed", len(removed)), slog.Duration("duration", time.Since(started)))
-	if diff := needsRestart(s.cfg, cfg, s.opts.LogLevel != nil); len(diff) > 0 {
+	if diff := config.NeedsRestart(s.cfg, cfg, s.opts.LogLevel != nil); len(diff) > 0 {
 		s.log.LogAttrs(ctx, slog.LevelWarn, "config reload: these settings changed but need a restart; they keep their values from the start",
 			slog.Any("settings", diff))
 	}
@@ -240,32 +240,4 @@ func drain(ctx context.Context, g *generation, wait time.Duration) bool {
 		time.Sleep(5 * time.Millisecond)
 	}
 	return true
-}
-
-// needsRestart lists the settings that differ between the configuration at
-// start and a reloaded one but only take effect at start: the listeners and
-// their limits and handlers (admin_pprof), the TLS file names (their content is reloaded on its own),
-// the log format, and the log level when no LevelVar was given.
-func needsRestart(start, next *config.Config, hotLevel bool) []string {
-	var diff []string
-	add := func(name string, changed bool) {
-		if changed {
-			diff = append(diff, name)
-		}
-	}
-	add("grpc_addr", start.GRPCAddr != next.GRPCAddr)
-	add("http_addr", start.HTTPAddr != next.HTTPAddr)
-	add("admin_addr", start.AdminAddr != next.AdminAddr)
-	add("admin_pprof", start.AdminPprof != next.AdminPprof)
-	add("tls_cert_file", start.TLSCertFile != next.TLSCertFile)
-	add("tls_key_file", start.TLSKeyFile != next.TLSKeyFile)
-	add("tls_client_ca_file", start.TLSClientCAFile != next.TLSClientCAFile)
-	add("grpc_max_recv_bytes", start.GRPCMaxRecvBytes != next.GRPCMaxRecvBytes)
-	add("grpc_max_streams", start.GRPCMaxStreams != next.GRPCMaxStreams)
-	add("http_max_header_bytes", start.HTTPMaxHeaderBytes != next.HTTPMaxHeaderBytes)
-	add("http_read_timeout", start.HTTPReadTimeout != next.HTTPReadTimeout)
-	add("config_watch_interval", start.ConfigWatchInterval != next.ConfigWatchInterval)
-	add("log_format", start.LogFormat != next.LogFormat)
-	add("log_level", !hotLevel && start.LogLevel != next.LogLevel)
-	return diff
 }

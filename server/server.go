@@ -190,7 +190,7 @@ func (s *Server) build(cfg *config.Config, prev *generation) (g *generation, fre
 	}
 	rules := make([]authz.Rule, len(cfg.Rules))
 	for i, r := range cfg.Rules {
-		rules[i] = authz.Rule(r)
+		rules[i] = authz.Rule{Path: r.Path, Public: r.Public, Scopes: r.Scopes}
 	}
 	a, err := authz.New(authz.Config{
 		Providers:         providers,
@@ -255,20 +255,18 @@ func (s *Server) retire(g *generation) {
 
 // cacheKey is what makes a key cache: two providers with equal keys can
 // share one, so a reload that leaves them unchanged keeps the loaded keys
-// (no refetch, no readiness dip).
+// (no refetch, no readiness dip). Besides the provider's own name, URL and
+// algorithms, it holds every setting the config table marks as one the key
+// cache depends on, so that a new one cannot be left out here.
 type cacheKey struct {
-	name, url, algs, caFile                    string
-	refresh, minRefresh, fetchTimeout, kidWait time.Duration
-	maxBytes                                   int64
-	maxKeys                                    int
+	name, url, algs string
+	settings        string // config.KeySetSettings
 }
 
 func keyOf(cfg *config.Config, p config.Provider) cacheKey {
 	return cacheKey{
-		name: p.Name, url: p.JWKSURL, algs: strings.Join(p.Algorithms, ","), caFile: cfg.JWKSCAFile,
-		refresh: cfg.JWKSRefreshInterval, minRefresh: cfg.JWKSMinRefreshInterval,
-		fetchTimeout: cfg.JWKSFetchTimeout, kidWait: cfg.JWKSUnknownKIDWait,
-		maxBytes: cfg.JWKSMaxBytes, maxKeys: cfg.JWKSMaxKeys,
+		name: p.Name, url: p.JWKSURL, algs: strings.Join(p.Algorithms, ","),
+		settings: config.KeySetSettings(cfg),
 	}
 }
 
@@ -322,16 +320,16 @@ func (g *generation) release() { g.inflight.Add(-1) }
 func withDefaults(cfg *config.Config) *config.Config {
 	c := *cfg
 	if c.GRPCMaxRecvBytes <= 0 {
-		c.GRPCMaxRecvBytes = 1 << 20
+		c.GRPCMaxRecvBytes = config.DefaultGRPCMaxRecvBytes
 	}
 	if c.GRPCMaxStreams <= 0 {
-		c.GRPCMaxStreams = 1024
+		c.GRPCMaxStreams = config.DefaultGRPCMaxStreams
 	}
 	if c.HTTPMaxHeaderBytes <= 0 {
-		c.HTTPMaxHeaderBytes = 64 << 10
+		c.HTTPMaxHeaderBytes = config.DefaultHTTPMaxHeaderBytes
 	}
 	if c.HTTPReadTimeout <= 0 {
-		c.HTTPReadTimeout = 10 * time.Second
+		c.HTTPReadTimeout = config.DefaultHTTPReadTimeout
 	}
 	return &c
 }

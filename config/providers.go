@@ -1,0 +1,153 @@
+package config
+
+// The identity providers: the single provider of flags, variables and file
+// keys, or the file's providers list.
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+
+	"github.com/extauthz/extauthz/jwks"
+)
+
+// loadProviders sets cfg.Providers.
+func loadProviders(cfg *Config, src *sources) error {
+	// Each of the three follows its own precedence: flag, AUTHZ_*, the
+	// guide's AUTHACTION_*, the file. The JWKS URL derived from
+	// AUTHACTION_DOMAIN goes with the issuer it derives: it is not used when
+	// the issuer comes from a flag or AUTHZ_ISSUER.
+	issuer, issuerSrc, hasIssuer := src.explicit("issuer")
+	audience, audienceSrc, hasAudience := src.explicit("audience")
+	jwksURL, jwksSrc, hasJWKS := src.explicit("jwks-url")
+	if domain, ok := src.env("AUTHACTION_DOMAIN"); ok && domain != "" && !hasIssuer {
+		base := GuideIssuer(domain)
+		issuer, issuerSrc, hasIssuer = base, "AUTHACTION_DOMAIN", true
+		if !hasJWKS {
+			jwksURL, jwksSrc, hasJWKS = base+"/.well-known/jwks.json", "AUTHACTION_DOMAIN", true
+		}
+	}
+	if aud, ok := src.env("AUTHACTION_AUDIENCE"); ok && aud != "" && !hasAudience {
+		audience, audienceSrc, hasAudience = aud, "AUTHACTION_AUDIENCE", true
+	}
+	if !hasIssuer {
+		issuer, issuerSrc, hasIssuer = src.inFile("issuer")
+	}
+	if !hasAudience {
+		audience, audienceSrc, hasAudience = src.inFile("audience")
+	}
+	if !hasJWKS {
+		jwksURL, jwksSrc, hasJWKS = src.inFile("jwks-url")
+	}
+	fileProviders := src.file.Providers
+	if (hasIssuer || hasAudience || hasJWKS) && len(fileProviders) > 0 {
+		return fmt.Errorf("%s: providers are set in the file and %s sets a single provider too; use one or the other",
+			src.at("providers", -1), cmp.Or(issuerSrc, audienceSrc, jwksSrc))
+	}
+	if len(fileProviders) == 0 {
+		if !hasIssuer || issuer == "" {
+			return errors.New("no issuer configured: set --issuer (or AUTHZ_ISSUER, or the guide's AUTHACTION_DOMAIN), or providers in a --config file")
+		}
+		if !hasAudience || len(splitList(audience)) == 0 {
+			return errors.New("no audience configured: set --audience (or AUTHZ_AUDIENCE, or the guide's AUTHACTION_AUDIENCE); without one, tokens minted for any other API of the same issuer would pass")
+		}
+		p := Provider{Issuer: issuer, Audiences: splitList(audience), JWKSURL: jwksURL}
+		if err := finishProvider(&p); err != nil {
+			where := issuerSrc
+			if hasJWKS && jwksURL != "" {
+				where = issuerSrc + " / " + jwksSrc
+			}
+			return fmt.Errorf("%s: %w", where, err)
+		}
+		cfg.Providers = []Provider{p}
+		return nil
+	}
+	seen := map[string]int{}
+	for i, fp := range fileProviders {
+		at := fmt.Sprintf("%s: providers[%d]", src.at("providers", i), i)
+		p := Provider(fp)
+		if p.Issuer == "" {
+			return fmt.Errorf("%s: issuer is required", at)
+		}
+		if len(p.Audiences) == 0 {
+			return fmt.Errorf("%s: audiences is required (without one, tokens minted for any other API of the same issuer would pass)", at)
+		}
+		if j, dup := seen[p.Issuer]; dup {
+			return fmt.Errorf("%s: issuer %s is already used by providers[%d]", at, p.Issuer, j)
+		}
+		seen[p.Issuer] = i
+		if err := finishProvider(&p); err != nil {
+			return fmt.Errorf("%s: %w", at, err)
+		}
+		cfg.Providers = append(cfg.Providers, p)
+	}
+	return nil
+}
+
+// GuideIssuer turns the guide's AUTHACTION_DOMAIN into an issuer URL:
+// https://DOMAIN, or http://DOMAIN for a loopback host (localhost:9000, as
+// the local demo issuer runs), or DOMAIN itself when it already has a scheme.
+func GuideIssuer(domain string) string {
+	domain = strings.TrimSuffix(strings.TrimSpace(domain), "/")
+	if strings.HasPrefix(domain, "http://") || strings.HasPrefix(domain, "https://") {
+		return domain
+	}
+	host := domain
+	if h, _, err := net.SplitHostPort(domain); err == nil {
+		host = h
+	}
+	if ip := net.ParseIP(strings.Trim(host, "[]")); host == "localhost" || ip != nil && ip.IsLoopback() {
+		return "http://" + domain
+	}
+	return "https://" + domain
+}
+
+// finishProvider checks p and fills in its defaults. The JWKS URL and the
+// algorithms are checked by jwks's rules, so that a provider config.Load
+// accepts is one jwks.New accepts.
+func finishProvider(p *Provider) error {
+	for i, a := range p.Audiences {
+		p.Audiences[i] = strings.TrimSpace(a)
+		if p.Audiences[i] == "" {
+			return errors.New("an audience is empty")
+		}
+	}
+	if p.JWKSURL == "" {
+		p.JWKSURL = strings.TrimSuffix(p.Issuer, "/") + "/.well-known/jwks.json"
+	}
+	if err := jwks.CheckURL(p.JWKSURL); err != nil {
+		// The URL may hold credentials (user info, sent as Basic
+		// authentication): CheckURL's message masks them.
+		return fmt.Errorf("%w (set the JWKS URL, or an issuer that is a URL)", err)
+	}
+	if len(p.Algorithms) == 0 {
+		p.Algorithms = []string{jwks.DefaultAlgorithm}
+	}
+	for _, a := range p.Algorithms {
+		if err := jwks.CheckAlgorithm(a); err != nil {
+			return err
+		}
+	}
+	if p.Name == "" {
+		// Named after the issuer, as users know it; the JWKS host may be an
+		// internal address.
+		p.Name = p.Issuer
+		if iu, err := url.Parse(p.Issuer); err == nil && iu.Host != "" {
+			p.Name = iu.Host
+		}
+	}
+	return nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}

@@ -2,11 +2,11 @@ package authz
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
-	"slices"
 	"strings"
 	"time"
+
+	"github.com/extauthz/extauthz/policy"
 
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -36,25 +36,22 @@ type Provider struct {
 	Algorithms []string
 	// Keys verifies the provider's signatures. Required.
 	Keys KeySource
+	// ForwardToken keeps the Authorization header on allow. By default it
+	// is removed before the upstream (headers_to_remove, and
+	// X-Envoy-Auth-Headers-To-Remove in HTTP mode), as Envoy's jwt_authn
+	// and Istio do: a backend that reads the claim headers never holds a
+	// replayable credential.
+	ForwardToken bool
 }
 
-// Rule says what a path needs. The first rule whose Path matches wins; a
-// path no rule matches needs a valid token.
-type Rule struct {
-	// Path matches itself and every path below it ("/public" matches
-	// "/public" and "/public/x", not "/publicity"). It is compared with the
-	// path as sent (case-sensitively) and, in the same fold, with the
-	// readings of case-insensitive and normalising backends: a rule /Reports
-	// also covers /reports, /REPORTS and /Reports.json, and a path is public
-	// only if every reading of it is.
-	Path string
-	// Public lets requests through without a token. A valid token still
-	// yields claim headers; an absent, invalid or expired one is ignored.
-	Public bool
-	// Scopes are all required, from the "scope" claim (space-separated) or
-	// the "scp" claim (array or space-separated string). Not with Public.
-	Scopes []string
-}
+// Rule says what a path needs, and a named policy what its routes need: the
+// rule language of package policy. The first rule whose Path (and Methods
+// and Hosts, when given) matches wins; a path no rule matches needs a valid
+// token. Path is compared with the path as sent (case-sensitively) and, in
+// the same fold, with the readings of case-insensitive and normalising
+// backends: a rule /Reports also covers /reports, /REPORTS and /Reports.json,
+// and a path is public only if every reading of it is.
+type Rule = policy.Rule
 
 // DefaultTokenCacheSize is the default bound of the verified-token cache.
 const DefaultTokenCacheSize = 10_000
@@ -95,6 +92,14 @@ type Config struct {
 	Providers []Provider
 	// Rules are the path rules, first match wins.
 	Rules []Rule
+	// Policies are the named policies: a CheckRequest whose route sets
+	// context_extensions["policy"] is decided by that policy alone (the
+	// path rules are not consulted).
+	Policies map[string]Rule
+	// MetadataClaims are claim paths (as for claim headers) whose values
+	// an allowed CheckResponse carries in dynamic_metadata, beside sub, iss,
+	// provider and scope.
+	MetadataClaims []string
 	// ClaimHeaders maps an upstream header name to the claim it carries. A
 	// claim name matches exactly first (namespaced claims such as
 	// "https://example.com/roles" are common); otherwise dots descend into
@@ -154,35 +159,4 @@ func validHeaderName(h string) bool {
 		}
 	}
 	return true
-}
-
-// compileRules checks and normalises the rules.
-func compileRules(in []Rule) ([]rule, error) {
-	out := make([]rule, 0, len(in))
-	for i, r := range in {
-		if r.Public && len(r.Scopes) > 0 {
-			return nil, fmt.Errorf("rule %d (%s): a rule cannot be both public and require scopes", i, r.Path)
-		}
-		strict, lenient, ok := readings(r.Path)
-		if !ok || strict != lenient || strict != r.Path || strings.ContainsAny(r.Path, "?#") {
-			return nil, fmt.Errorf("rule %d: path %q must be a plain absolute path (no query, escapes, dot segments or repeated slashes)", i, r.Path)
-		}
-		p := strict
-		if len(p) > 1 {
-			p = strings.TrimSuffix(p, "/")
-		}
-		for _, s := range r.Scopes {
-			if s == "" || strings.ContainsAny(s, " \t\"\\") {
-				return nil, fmt.Errorf("rule %d (%s): scope %q is not a valid scope token", i, r.Path, s)
-			}
-		}
-		for j, earlier := range out {
-			if earlier.matches(p) {
-				return nil, fmt.Errorf("rule %d (%s) is never used: rule %d (%s) matches all its paths first", i, r.Path, j, in[j].Path)
-			}
-		}
-		fold := foldPath(p)
-		out = append(out, rule{path: p, fold: fold, cased: fold != p, public: r.Public, scopes: slices.Clone(r.Scopes)})
-	}
-	return out, nil
 }

@@ -10,6 +10,9 @@ import (
 	"runtime/debug"
 	"strings"
 	"time"
+
+	"github.com/extauthz/extauthz/policy"
+	"google.golang.org/protobuf/types/known/structpb"
 )
 
 // Stage names one step of the decision pipeline. Decide runs them in this
@@ -109,13 +112,23 @@ func (s *Server) decide(ctx context.Context, r Request) (Decision, findings) {
 	}
 
 	// route
-	pol := policyFor(s.rules, r.Path)
-	f.rule = pol.rule
-	if tr != nil {
-		tr.add(StageRoute, "rule %q: public %v, scopes %q (every reading of %q)", pol.rule, pol.public, pol.scopes, pathOnly(r.Path))
+	rt, bad := s.routeOf(ctx, r)
+	f.rule = rt.rule
+	if bad.reason != "" {
+		if tr != nil {
+			tr.add(StageRoute, "%s", bad.message)
+		}
+		return s.denyWith(bad.reason, bad.message, nil), f
 	}
-	if pol.tooLong {
+	if tr != nil {
+		tr.add(StageRoute, "rule %q: public %v, deny %v, scopes %q (every reading of %s %q)", rt.rule, rt.public, rt.deny, rt.scopes, r.Method, pathOnly(r.Path))
+	}
+	if rt.tooLong {
 		return s.deny(PathTooLong, nil), f
+	}
+	if rt.deny {
+		// A deny rule denies every request, with a token or without.
+		return s.deny(PolicyDenied, nil), f
 	}
 
 	// token, verify
@@ -135,19 +148,16 @@ func (s *Server) decide(ctx context.Context, r Request) (Decision, findings) {
 	// authorize
 	var d Decision
 	switch {
-	case f.v.reason == Allowed && !hasScopes(f.v.scopes, pol.scopes):
-		d = s.deny(InsufficientScope, pol.scopes)
+	case f.v.reason == Allowed && !hasScopes(f.v.scopes, rt.scopes):
+		d = s.deny(InsufficientScope, rt.scopes)
 	case f.v.reason == Allowed:
-		d = Decision{Reason: Allowed}
-		if pol.public {
-			d.Reason = Public
-		}
-	case pol.public:
+		d = s.authorize(ctx, r, &rt, &f)
+	case rt.public:
 		// Public: an absent or bad token is ignored, and the request goes
 		// on anonymously, with every claim header removed.
 		d = Decision{Reason: Public}
 	default:
-		d = s.deny(f.v.reason, pol.scopes)
+		d = s.deny(f.v.reason, rt.scopes)
 	}
 	d.Provider = f.v.provider
 	if tr != nil {
@@ -161,12 +171,124 @@ func (s *Server) decide(ctx context.Context, r Request) (Decision, findings) {
 			v = verified{}
 		}
 		d.Headers, d.Remove = s.claimHeadersFor(v, r.HeaderNames)
+		d.Metadata = v.metadata
 		if tr != nil {
 			tr.add(StageRender, "set %d claim headers, remove %q", len(d.Headers), d.Remove)
 		}
 	}
 	return d, f
 }
+
+// problem is a denial found before any rule applies.
+type problem struct {
+	reason  Reason
+	message string
+}
+
+// routeOf finds what the rules ask of r: the named policy Envoy's route
+// chose, or the path rules over every reading. It refuses a request whose
+// method or host a rule needs but the transport could not tell, and a
+// policy name the server does not have.
+func (s *Server) routeOf(ctx context.Context, r Request) (route, problem) {
+	if name := r.ContextExtensions["policy"]; name != "" {
+		p := s.rules.policies[name]
+		if p == nil {
+			s.warnUnknownPolicy(ctx, name)
+			return route{}, problem{UnknownPolicy, UnknownPolicy.Message()}
+		}
+		return s.rules.named(p, r.Method, r.Host), problem{}
+	}
+	if s.rules.methods && r.Method == "" {
+		return route{}, problem{InvalidRequest, msgNoMethod}
+	}
+	if s.rules.hosts && r.Host == "" {
+		return route{}, problem{InvalidRequest, msgNoHost}
+	}
+	return s.rules.routeFor(r.Path, r.Method, r.Host), problem{}
+}
+
+// authorize checks the requirements beyond scopes of every rule the route
+// met, for a verified token: claims and conditions.
+func (s *Server) authorize(ctx context.Context, r Request, rt *route, f *findings) Decision {
+	d := Decision{Reason: Allowed}
+	if rt.public {
+		d.Reason = Public
+	}
+	var in *policy.Input
+	rt.rules(func(ru *rule) bool {
+		if !ru.c.NeedsClaims {
+			return true
+		}
+		if in == nil {
+			in = s.policyInput(r, f.v)
+		}
+		switch verdict, err := ru.c.Authorize(in); verdict {
+		case policy.Satisfied:
+			return true
+		case policy.Failed:
+			f.v.err = fmt.Errorf("rule %s: condition: %w", ru.path, err)
+			d = s.deny(PolicyError, nil)
+		default:
+			d = s.deny(PolicyDenied, nil)
+		}
+		f.rule = ru.path
+		return false
+	})
+	return d
+}
+
+// policyInput is what conditions read of r and its verified token.
+func (s *Server) policyInput(r Request, v verified) *policy.Input {
+	path, _ := variants(r.Path, nil)
+	in := &policy.Input{
+		Claims:  v.norm,
+		Scopes:  v.scopes,
+		Request: policy.Request{Method: r.Method, Host: r.Host, Scheme: r.Scheme, Headers: r.Headers},
+		Source:  policy.Source{Address: r.SourceAddress, Principal: r.SourcePrincipal},
+		Context: r.ContextExtensions,
+	}
+	if len(path) > 0 {
+		in.Request.Path = path[0] // the strict reading the rules matched
+	}
+	return in
+}
+
+// warnUnknownPolicy logs, at most once a minute, that Envoy's route names a
+// policy the server does not have: a configuration error between proxy and
+// server that denies every request of the route.
+func (s *Server) warnUnknownPolicy(ctx context.Context, name string) {
+	name = bound(name)
+	limit, ok := s.unknownPolicies.Load(name)
+	if !ok {
+		if s.unknownPolicyNames.Add(1) > maxUnknownPolicyNames {
+			limit = &s.unknownPolicy // beyond the bound, one rate for all
+		} else {
+			limit, _ = s.unknownPolicies.LoadOrStore(name, new(everyMinute))
+		}
+	}
+	if !limit.(*everyMinute).allow(s.now()) {
+		return
+	}
+	s.log.LogAttrs(context.WithoutCancel(ctx), slog.LevelError,
+		"the route names a policy this server does not have; denied (check context_extensions policy against the policies in the config file)",
+		slog.String("policy", bound(name)))
+}
+
+// maxUnknownPolicyNames bounds the unknown policy names remembered for
+// rate-limiting their log lines (names come from the proxy's configuration,
+// but are not trusted to be few).
+const maxUnknownPolicyNames = 256
+
+// denyMetadata is the dynamic_metadata of each denial: its reason.
+var denyMetadata = func() map[Reason]*structpb.Struct {
+	m := make(map[Reason]*structpb.Struct)
+	for _, r := range Reasons() {
+		if !r.Allow() {
+			m[r] = &structpb.Struct{Fields: map[string]*structpb.Value{"reason": structpb.NewStringValue(string(r))}}
+		}
+	}
+	return m
+}()
 
 func tokenStep(reason Reason) string {
 	if reason == "" {

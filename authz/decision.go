@@ -6,6 +6,8 @@ package authz
 import (
 	"context"
 	"time"
+
+	"google.golang.org/protobuf/types/known/structpb"
 )
 
 // Request is what a decision needs of one HTTP request.
@@ -20,6 +22,22 @@ type Request struct {
 	// the transport can strip headers upstream (Envoy). Look-alike spellings
 	// of claim headers among them are removed on allow.
 	HeaderNames []string
+	// Host is the original request's host (":authority" or Host, maybe
+	// with a port), for host rules and conditions; "" when the transport
+	// cannot tell.
+	Host string
+	// Scheme is the original request's scheme, for conditions.
+	Scheme string
+	// Headers are the request's headers with lower-case names, for
+	// conditions; nil when no condition reads them (see Server.NeedsHeaders).
+	Headers map[string]string
+	// ContextExtensions are Envoy's per-route context_extensions: "policy"
+	// names the policy that decides; all are available to conditions.
+	ContextExtensions map[string]string
+	// SourceAddress and SourcePrincipal describe the calling peer (Envoy's
+	// attributes.source: its address, and its identity as the mesh proves
+	// it, Istio's SPIFFE ID), for conditions.
+	SourceAddress, SourcePrincipal string
 	// Trace, when not nil, collects what each stage of the decision found
 	// (for explaining it); nil costs nothing.
 	Trace *Trace
@@ -49,6 +67,10 @@ type Decision struct {
 	// On deny: the RFC 6750 challenge ("" for none) and the JSON body.
 	WWWAuthenticate string
 	Body            string
+	// Metadata is Envoy's dynamic_metadata for the other filters: on allow
+	// with a token, sub, iss, provider, scope and the configured metadata
+	// claims; on deny, the reason. Shared: never modify it.
+	Metadata *structpb.Struct
 }
 
 // Allowed reports whether the decision lets the request through.

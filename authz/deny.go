@@ -18,12 +18,15 @@ func (s *Server) deny(r Reason, scopes []string) Decision {
 // parameter unescaped).
 func (s *Server) denyWith(r Reason, message string, scopes []string) Decision {
 	o := outcomeOf(r)
-	d := Decision{Reason: r}
+	d := Decision{Reason: r, Metadata: denyMetadata[r]}
 	body, _ := json.Marshal(map[string]string{"error": message})
 	d.Body = string(body)
 	switch {
 	case o.status == 401 && o.bearer == "":
 		d.WWWAuthenticate = fmt.Sprintf(`Bearer realm="%s"`, s.realm)
+	case o.bearer == "insufficient_scope" && r != InsufficientScope:
+		// A policy's denial: no scope would help, so none is named.
+		d.WWWAuthenticate = fmt.Sprintf(`Bearer realm="%s", error="insufficient_scope"`, s.realm)
 	case o.bearer == "insufficient_scope":
 		d.WWWAuthenticate = fmt.Sprintf(`Bearer realm="%s", error="insufficient_scope", error_description="%s", scope="%s"`,
 			s.realm, message, strings.Join(scopes, " "))

@@ -84,7 +84,7 @@ func ExampleServer_Decide() {
 	}
 	// Output:
 	// GET /protected -> 200 allowed
-	//   set [{x-jwt-sub alice}], remove []
+	//   set [{x-jwt-sub alice}], remove [authorization]
 	// GET /protected -> 401 missing_token
 	//   WWW-Authenticate: Bearer realm="extauthz"
 	// GET /admin -> 403 insufficient_scope

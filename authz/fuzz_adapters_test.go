@@ -101,7 +101,8 @@ func FuzzServeHTTP(f *testing.F) {
 		rec := httptest.NewRecorder()
 		w.srv.ServeHTTP(rec, r)
 		if rec.Code == http.StatusOK {
-			_, uri, bad := w.srv.original(r)
+			o, bad := w.srv.original(r)
+			uri := o.uri
 			if bad != "" {
 				t.Fatalf("200 for ambiguous original-request headers %q / %q", original, forwarded)
 			}

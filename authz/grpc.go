@@ -30,8 +30,14 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 	if h == nil {
 		return nil, status.Error(codes.InvalidArgument, "check request has no attributes.request.http")
 	}
-	r := Request{Method: h.GetMethod(), Path: h.GetPath()}
+	attrs := req.GetAttributes()
+	r := Request{Method: h.GetMethod(), Path: h.GetPath(), Host: h.GetHost(), Scheme: h.GetScheme(),
+		ContextExtensions: attrs.GetContextExtensions(),
+		SourceAddress:     attrs.GetSource().GetAddress().GetSocketAddress().GetAddress(),
+		SourcePrincipal:   attrs.GetSource().GetPrincipal(),
+	}
 	if hs := h.GetHeaders(); len(hs) > 0 {
+		r.Headers = hs // lower-case names, as Envoy sends them
 		r.HeaderNames = make([]string, 0, len(hs))
 		for k, v := range hs {
 			r.HeaderNames = append(r.HeaderNames, k)
@@ -42,13 +48,25 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 		if r.Path == "" {
 			r.Path = hs[":path"]
 		}
+		if r.Host == "" {
+			r.Host = hs[":authority"]
+		}
 	} else if hm := h.GetHeaderMap(); hm != nil {
 		// Envoy sends header_map instead of headers with encode_raw_headers.
+		if s.rules.needsClaims {
+			r.Headers = make(map[string]string, len(hm.GetHeaders()))
+		}
 		for _, hv := range hm.GetHeaders() {
 			k := strings.ToLower(hv.GetKey())
 			v := hv.GetValue()
 			if raw := hv.GetRawValue(); len(raw) > 0 {
 				v = string(raw)
+			}
+			if r.Headers != nil {
+				if old, ok := r.Headers[k]; ok {
+					v = old + "," + v // as Envoy joins repeated headers
+				}
+				r.Headers[k] = v
 			}
 			r.HeaderNames = append(r.HeaderNames, k)
 			if k == "authorization" {
@@ -56,6 +74,9 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 			}
 			if k == ":path" && r.Path == "" {
 				r.Path = v
+			}
+			if k == ":authority" && r.Host == "" {
+				r.Host = v
 			}
 		}
 	}
@@ -108,6 +129,7 @@ func CheckResponse(d Decision) *authv3.CheckResponse {
 		a.oneof.OkResponse = &a.ok
 		a.resp.Status = &a.status // code 0: OK
 		a.resp.HttpResponse = &a.oneof
+		a.resp.DynamicMetadata = d.Metadata
 		return &a.resp
 	}
 	denied := &authv3.DeniedHttpResponse{
@@ -125,7 +147,8 @@ func CheckResponse(d Decision) *authv3.CheckResponse {
 		})
 	}
 	return &authv3.CheckResponse{
-		Status:       &rpcstatus.Status{Code: int32(d.Reason.Code()), Message: string(d.Reason)},
-		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: denied},
+		Status:          &rpcstatus.Status{Code: int32(d.Reason.Code()), Message: string(d.Reason)},
+		HttpResponse:    &authv3.CheckResponse_DeniedResponse{DeniedResponse: denied},
+		DynamicMetadata: d.Metadata,
 	}
 }

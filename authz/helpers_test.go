@@ -124,8 +124,10 @@ type world struct {
 func baseConfig(keysA, keysB KeySource) Config {
 	return Config{
 		Providers: []Provider{
-			{Name: "a", Issuer: issuerA, Audiences: []string{audience}, Keys: keysA},
-			{Name: "b", Issuer: issuerB, Audiences: []string{audience, audience2}, Keys: keysB},
+			// ForwardToken: the fixtures spell out headers_to_remove
+			// without Authorization; TestForwardToken tests the default.
+			{Name: "a", Issuer: issuerA, Audiences: []string{audience}, Keys: keysA, ForwardToken: true},
+			{Name: "b", Issuer: issuerB, Audiences: []string{audience, audience2}, Keys: keysB, ForwardToken: true},
 		},
 		Rules: []Rule{
 			{Path: "/public", Public: true},

@@ -36,13 +36,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.writeDecision(w, s.recovered(r.Context(), "forward-auth check", p, Request{Method: r.Method, Path: target(r)}, 0))
 		}
 	}()
-	method, uri, reason := s.original(r)
-	req := Request{Method: method, Path: uri, Authorization: r.Header.Values("Authorization")}
+	o, reason := s.original(r)
+	req := Request{Method: o.method, Path: o.uri, Host: o.host, Scheme: o.scheme, Authorization: r.Header.Values("Authorization")}
 	if reason != "" {
 		req = Request{Method: r.Method, Path: target(r), problem: reason, problemMsg: reason.Message()}
 		if reason == InvalidRequest {
 			req.problemMsg = msgNoOriginalURI
 			s.warnUnpinned(r.Context())
+		}
+	} else if s.rules.needsClaims {
+		req.Headers = make(map[string]string, len(r.Header))
+		for k, vs := range r.Header {
+			req.Headers[strings.ToLower(k)] = strings.Join(vs, ",")
 		}
 	}
 	s.writeDecision(w, s.Decide(r.Context(), req))
@@ -58,53 +63,94 @@ func target(r *http.Request) string {
 	return r.URL.RequestURI()
 }
 
-// original finds the original request's method and URI per the configured
-// source. A reason is returned instead when they cannot be known:
-// AmbiguousRequest when a header is repeated or, in auto mode, when the nginx
-// and the Caddy/Traefik families disagree (a client has added one);
-// InvalidRequest when the source is pinned to a family whose URI header is
-// absent (a front that does not set it, or a server pinned for another front).
-func (s *Server) original(r *http.Request) (method, uri string, bad Reason) {
-	method, uri = r.Method, target(r)
-	if s.source == SourceRequest {
-		return method, uri, ""
+// originalRequest is the request a forward-auth check asks about.
+type originalRequest struct {
+	method, uri, host, scheme string
+}
+
+// headerFamily names the headers one kind of front sets.
+type headerFamily struct {
+	uri, method, host string
+}
+
+var (
+	originalFamily  = headerFamily{"X-Original-Uri", "X-Original-Method", "X-Original-Host"}
+	forwardedFamily = headerFamily{"X-Forwarded-Uri", "X-Forwarded-Method", "X-Forwarded-Host"}
+)
+
+// original finds the original request's method, URI and host per the
+// configured source: a family's headers, or (source request, or auto when
+// neither family is present) the check request itself. A family's method
+// or host that is absent is "" (never the check request's own: nginx's
+// auth_request subrequest is always a GET to the server's host), which
+// denies only when a rule needs it. A reason is returned instead when the
+// request cannot be known: AmbiguousRequest when a header is repeated or, in
+// auto mode, when the nginx and the Caddy/Traefik families disagree (a
+// client has added one); InvalidRequest when the source is pinned to a
+// family whose URI header is absent (a front that does not set it, or a
+// server pinned for another front).
+func (s *Server) original(r *http.Request) (originalRequest, Reason) {
+	self := originalRequest{method: r.Method, uri: target(r), host: r.Host, scheme: "http"}
+	if r.TLS != nil {
+		self.scheme = "https"
 	}
-	type family struct{ uri, method []string }
-	orig := family{values(r.Header, "X-Original-Uri"), values(r.Header, "X-Original-Method")}
-	fwd := family{values(r.Header, "X-Forwarded-Uri"), values(r.Header, "X-Forwarded-Method")}
-	var fams []family
+	if s.source == SourceRequest {
+		return self, ""
+	}
+	var fams []headerFamily
 	switch s.source {
 	case SourceOriginal:
-		fams = []family{orig}
+		fams = []headerFamily{originalFamily}
 	case SourceForwarded:
-		fams = []family{fwd}
+		fams = []headerFamily{forwardedFamily}
 	default:
-		fams = []family{orig, fwd}
+		fams = []headerFamily{originalFamily, forwardedFamily}
 	}
-	found := false
+	var found *originalRequest
 	for _, f := range fams {
-		if len(f.uri) > 1 || len(f.method) > 1 {
-			return "", "", AmbiguousRequest
+		uri, method, host := values(r.Header, f.uri), values(r.Header, f.method), values(r.Header, f.host)
+		if len(uri) > 1 || len(method) > 1 || len(host) > 1 {
+			return originalRequest{}, AmbiguousRequest
 		}
-		if len(f.uri) == 0 {
-			if len(f.method) == 1 {
-				return "", "", AmbiguousRequest // a method without its URI
+		if len(uri) == 0 {
+			if len(method) == 1 {
+				return originalRequest{}, AmbiguousRequest // a method without its URI
 			}
 			continue
 		}
-		m := method
-		if len(f.method) == 1 {
-			m = f.method[0]
+		o := originalRequest{uri: uri[0], scheme: self.scheme}
+		if len(method) == 1 {
+			o.method = method[0]
 		}
-		if found && (f.uri[0] != uri || m != method) {
-			return "", "", AmbiguousRequest
+		if len(host) == 1 {
+			o.host = host[0]
 		}
-		method, uri, found = m, f.uri[0], true
+		if p := values(r.Header, "X-Forwarded-Proto"); len(p) == 1 {
+			o.scheme = p[0]
+		}
+		if found == nil {
+			found = &o
+			continue
+		}
+		// Both families: they must agree on what both say.
+		if o.uri != found.uri || o.method != "" && found.method != "" && o.method != found.method ||
+			o.host != "" && found.host != "" && !strings.EqualFold(o.host, found.host) {
+			return originalRequest{}, AmbiguousRequest
+		}
+		if found.method == "" {
+			found.method = o.method
+		}
+		if found.host == "" {
+			found.host = o.host
+		}
 	}
-	if !found && s.source != SourceAuto {
-		return "", "", InvalidRequest
+	if found == nil {
+		if s.source != SourceAuto {
+			return originalRequest{}, InvalidRequest
+		}
+		return self, ""
 	}
-	return method, uri, ""
+	return *found, ""
 }
 
 // warnUnpinned logs, at most once a minute, that the pinned forward-auth

@@ -221,107 +221,12 @@ func resolveDots(p string) string {
 	return "/" + strings.Join(out, "/")
 }
 
-// rule is a compiled Rule.
-type rule struct {
-	path   string // normalised, as configured; "/" matches every path
-	fold   string // path in the fold of the folded readings (see foldPath)
-	cased  bool   // fold differs from path
-	public bool
-	scopes []string
-}
-
-// matches reports whether the rule matches p, an exact reading of a request
-// (compared with the path as configured).
-func (r *rule) matches(p string) bool { return prefixMatch(r.path, p) }
-
-// matchesFolded reports whether the rule matches p, a folded reading of a
-// request (compared with the rule's path in the same fold: a rule /Reports
-// must match the folded reading /reports of /REPORTS).
-func (r *rule) matchesFolded(p string) bool { return prefixMatch(r.fold, p) }
-
-func prefixMatch(prefix, p string) bool {
-	if prefix == "/" {
-		return true
-	}
-	return p == prefix || strings.HasPrefix(p, prefix) && p[len(prefix)] == '/'
-}
-
 // MaxSlowPathBytes bounds a path (query excluded) that needs more than one
 // reading (escapes, dot segments, backslashes, parameters, repeated
 // slashes): every reading is a pass over it, so such a path is refused (414)
 // above this size rather than read dozens of times. Plain paths are read
 // once and are not bounded here (the proxy bounds them).
 const MaxSlowPathBytes = 4 << 10
-
-// policy is what the rules ask of one request.
-type policy struct {
-	tooLong bool // refused: see MaxSlowPathBytes
-	public  bool
-	scopes  []string // all required
-	rule    string   // the path of the rule that decided: the first one matched, or a stricter one a reading matched
-}
-
-// policyFor matches target against the rules (first match wins, per
-// reading) and merges the answers of every reading: the path is public only
-// if every reading is, and the scopes of every reading's rule are required.
-//
-// There are two kinds of readings, each compared with the rules in its own
-// fold: the exact readings of [variants] with the rule paths as configured,
-// and the folded readings of [folds] (lower case, NFKC, trailing dots and
-// spaces, format suffixes) with the rule paths folded the same way.
-func policyFor(rules []rule, target string) policy {
-	var one [1]string // the plain target's only reading, without an allocation
-	vs, ok := variants(target, one[:0])
-	if vs == nil {
-		return policy{tooLong: true}
-	}
-	var two [2]string // a plain target's folded readings, likewise
-	fs, sane := folds(vs, two[:0])
-	ok = ok && sane
-	if len(vs) == 1 && ok && len(fs) == 1 && fs[0] == vs[0] {
-		// The common case: one reading, already in the fold. One pass over
-		// the rules finds both first matches (the same rule unless a rule
-		// path has capitals or other characters the fold changes).
-		exact, folded := firstMatches(rules, vs[0])
-		if exact == folded {
-			if exact == nil {
-				return policy{}
-			}
-			return policy{public: exact.public, scopes: exact.scopes, rule: exact.path}
-		}
-		pol := policy{public: true}
-		pol.merge(exact)
-		pol.merge(folded)
-		return pol
-	}
-	pol := policy{public: ok}
-	for _, v := range vs {
-		pol.merge(firstMatch(rules, v, false))
-	}
-	for _, f := range fs {
-		pol.merge(firstMatch(rules, f, true))
-	}
-	return pol
-}
-
-// merge adds what one reading's rule (nil: none matched) asks to the policy.
-func (pol *policy) merge(r *rule) {
-	if r == nil || !r.public {
-		pol.public = false
-	}
-	if r == nil {
-		return
-	}
-	if pol.rule == "" {
-		pol.rule = r.path
-	}
-	for _, s := range r.scopes {
-		if !contains(pol.scopes, s) {
-			pol.scopes = append(pol.scopes, s)
-			pol.rule = r.path // a stricter reading decides
-		}
-	}
-}
 
 // folds returns the readings of backends that map several spellings to one
 // resource: case-insensitive routers (Express by default, ASP.NET, IIS),
@@ -407,36 +312,6 @@ func stripExtension(p string) string {
 		return p[:i+1+j]
 	}
 	return p
-}
-
-// firstMatch returns the first rule matching p, an exact reading or (folded)
-// a folded one.
-func firstMatch(rules []rule, p string, folded bool) *rule {
-	for i := range rules {
-		if folded && rules[i].matchesFolded(p) || !folded && rules[i].matches(p) {
-			return &rules[i]
-		}
-	}
-	return nil
-}
-
-// firstMatches returns the first rule matching p as an exact reading and the
-// first matching it as a folded one, in one pass.
-func firstMatches(rules []rule, p string) (exact, folded *rule) {
-	for i := range rules {
-		r := &rules[i]
-		m := r.matches(p)
-		if exact == nil && m {
-			exact = r
-		}
-		if folded == nil && (m && !r.cased || r.cased && r.matchesFolded(p)) {
-			folded = r
-		}
-		if exact != nil && folded != nil {
-			break
-		}
-	}
-	return exact, folded
 }
 
 // variants returns every reading of target that some backend may make, the

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/extauthz/extauthz/policy"
 )
 
 func TestReadings(t *testing.T) {
@@ -86,9 +88,13 @@ var policyRules = []Rule{
 	{Path: "/static/", Public: true},
 }
 
-func mustCompile(t testing.TB, rs []Rule) []rule {
+func mustCompile(t testing.TB, rs []Rule) *ruleSet {
 	t.Helper()
-	out, err := compileRules(rs)
+	env, err := policy.NewEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := compileRules(rs, nil, env)
 	if err != nil {
 		t.Fatalf("compileRules: %v", err)
 	}
@@ -382,13 +388,13 @@ func dropSegmentParams(s string) string {
 }
 
 // firstRule is the first rule whose path is p or a parent of p.
-func firstRule(rules []rule, p string) *rule {
+func firstRule(rules *ruleSet, p string) *rule {
 	if p == "" {
 		return nil
 	}
-	for i, r := range rules {
+	for i, r := range rules.list {
 		if r.path == "/" || p == r.path || strings.HasPrefix(p, r.path+"/") {
-			return &rules[i]
+			return &rules.list[i]
 		}
 	}
 	return nil

@@ -29,6 +29,9 @@ const (
 	NotYetValid       Reason = "not_yet_valid"      // nbf or iat in the future (beyond the skew)
 	InvalidClaims     Reason = "invalid_claims"     // exp missing, a claim of the wrong type
 	InsufficientScope Reason = "insufficient_scope" // valid token lacking a required scope
+	PolicyDenied      Reason = "policy_denied"      // a deny rule, a claim requirement or a condition not met
+	PolicyError       Reason = "policy_error"       // a condition that could not be evaluated
+	UnknownPolicy     Reason = "unknown_policy"     // Envoy's route names a policy the server does not have
 	KeysUnavailable   Reason = "jwks_unavailable"   // the provider's key set never loaded
 	Internal          Reason = "internal"           // a bug; denied
 )
@@ -38,7 +41,7 @@ const (
 func Reasons() []Reason {
 	return []Reason{Allowed, Public, MissingToken, InvalidRequest, AmbiguousRequest, PathTooLong, TokenTooLarge, Malformed,
 		BadAlgorithm, BadSignature, UnknownKID, UnknownIssuer, WrongAudience, Expired, NotYetValid,
-		InvalidClaims, InsufficientScope, KeysUnavailable, Internal}
+		InvalidClaims, InsufficientScope, PolicyDenied, PolicyError, UnknownPolicy, KeysUnavailable, Internal}
 }
 
 // outcome is what a Reason means on the wire. This is the one table that maps
@@ -68,6 +71,9 @@ var outcomes = map[Reason]outcome{
 	NotYetValid:       {http.StatusUnauthorized, codes.Unauthenticated, "Token is not valid yet", "invalid_token"},
 	InvalidClaims:     {http.StatusUnauthorized, codes.Unauthenticated, "Token claims are invalid", "invalid_token"},
 	InsufficientScope: {http.StatusForbidden, codes.PermissionDenied, "Insufficient scope", "insufficient_scope"},
+	PolicyDenied:      {http.StatusForbidden, codes.PermissionDenied, "Access denied", "insufficient_scope"},
+	PolicyError:       {http.StatusForbidden, codes.PermissionDenied, "Access denied", "insufficient_scope"},
+	UnknownPolicy:     {http.StatusInternalServerError, codes.Internal, "Unknown policy", ""},
 	KeysUnavailable:   {http.StatusServiceUnavailable, codes.Unavailable, "Signing keys are not available yet", ""},
 	Internal:          {http.StatusInternalServerError, codes.Internal, "Internal error", ""},
 }
@@ -78,6 +84,8 @@ var outcomes = map[Reason]outcome{
 const (
 	msgNoOriginalURI = "Missing original-request URI header"
 	msgNoPath        = "Missing request path"
+	msgNoMethod      = "Missing original-request method"
+	msgNoHost        = "Missing original-request host"
 )
 
 // Allow reports whether the reason is an allow.

@@ -116,10 +116,10 @@ func FuzzPolicyFolded(f *testing.F) {
 		for _, br := range backendReadings(target) {
 			p := strings.ToLower(br.path)
 			var r *rule
-			for i := range rules {
-				q := strings.ToLower(rules[i].path)
+			for i := range rules.list {
+				q := strings.ToLower(rules.list[i].path)
 				if p != "" && (p == q || strings.HasPrefix(p, q+"/")) {
-					r = &rules[i]
+					r = &rules.list[i]
 					break
 				}
 			}

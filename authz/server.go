@@ -7,9 +7,12 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/extauthz/extauthz/policy"
 	"github.com/golang-jwt/jwt/v5"
 )
 
@@ -20,24 +23,30 @@ import (
 type Server struct {
 	authv3.UnimplementedAuthorizationServer
 
-	inputs          Config               // what cached verifications depend on: see cacheInputs
-	providers       map[string]*provider // by issuer
-	parser          *jwt.Parser
-	algs            []string // every provider's algorithms
-	rules           []rule
-	claimHeaders    []claimHeader     // sorted by name
-	allClaimHeaders []string          // their names, sorted: what an anonymous request removes
-	canonicalNames  map[string]string // claim header name -> its net/http canonical form
-	skew            time.Duration
-	cache           *tokenCache // nil when disabled; may be shared with the Server this one replaced
-	cacheCount      cacheCounters
-	realm           string
-	maxToken        int
-	source          string // forward-auth source of the original request
-	unpinnedWarn    everyMinute
-	log             *slog.Logger
-	obs             Observer
-	now             func() time.Time
+	inputs         Config               // what cached verifications depend on: see cacheInputs
+	providers      map[string]*provider // by issuer
+	parser         *jwt.Parser
+	algs           []string // every provider's algorithms
+	rules          *ruleSet
+	metadataClaims []string
+	// Rates of unknown_policy ERROR lines: per name, and one for the names
+	// beyond maxUnknownPolicyNames.
+	unknownPolicies    sync.Map // name -> *everyMinute
+	unknownPolicyNames atomic.Int64
+	unknownPolicy      everyMinute
+	claimHeaders       []claimHeader     // sorted by name
+	allClaimHeaders    []string          // their names, sorted: what an anonymous request removes
+	canonicalNames     map[string]string // claim header name -> its net/http canonical form
+	skew               time.Duration
+	cache              *tokenCache // nil when disabled; may be shared with the Server this one replaced
+	cacheCount         cacheCounters
+	realm              string
+	maxToken           int
+	source             string // forward-auth source of the original request
+	unpinnedWarn       everyMinute
+	log                *slog.Logger
+	obs                Observer
+	now                func() time.Time
 }
 
 var _ authv3.AuthorizationServer = (*Server)(nil)
@@ -49,6 +58,8 @@ type provider struct {
 	audiences []string // sorted
 	keys      KeySource
 	validator *jwt.Validator
+	// forwardToken keeps Authorization on allow.
+	forwardToken bool
 }
 
 type claimHeader struct {
@@ -129,11 +140,12 @@ func New(cfg Config) (*Server, error) {
 			name = p.Issuer
 		}
 		s.providers[p.Issuer] = &provider{
-			name:      name,
-			issuer:    p.Issuer,
-			algs:      slices.Clone(algs),
-			audiences: slices.Sorted(slices.Values(p.Audiences)),
-			keys:      p.Keys,
+			name:         name,
+			issuer:       p.Issuer,
+			algs:         slices.Clone(algs),
+			audiences:    slices.Sorted(slices.Values(p.Audiences)),
+			keys:         p.Keys,
+			forwardToken: p.ForwardToken,
 			validator: jwt.NewValidator(
 				jwt.WithIssuer(p.Issuer),
 				jwt.WithAudience(p.Audiences...),
@@ -149,11 +161,21 @@ func New(cfg Config) (*Server, error) {
 	s.algs = union
 	s.parser = jwt.NewParser(jwt.WithValidMethods(union), jwt.WithoutClaimsValidation(), jwt.WithJSONNumber())
 
-	rules, err := compileRules(cfg.Rules)
+	env, err := policy.NewEnv()
+	if err != nil {
+		return nil, fmt.Errorf("authz: %w", err)
+	}
+	rules, err := compileRules(cfg.Rules, cfg.Policies, env)
 	if err != nil {
 		return nil, fmt.Errorf("authz: %w", err)
 	}
 	s.rules = rules
+	for _, c := range cfg.MetadataClaims {
+		if c == "" || c == PayloadClaim {
+			return nil, fmt.Errorf("authz: metadata claim %q names no claim", c)
+		}
+	}
+	s.metadataClaims = slices.Clone(cfg.MetadataClaims)
 
 	headers := cfg.ClaimHeaders
 	if len(headers) == 0 {

@@ -254,6 +254,10 @@ func TestDenials(t *testing.T) {
 				p = "/protected"
 			}
 			d := w.srv.Decide(t.Context(), Request{Path: p, Authorization: tc.auth})
+			if d.Metadata.GetFields()["reason"].GetStringValue() != string(d.Reason) {
+				t.Errorf("metadata %v, want the reason %q", d.Metadata, d.Reason)
+			}
+			d.Metadata = nil
 			if !reflect.DeepEqual(d, tc.want) {
 				t.Errorf("Decide =\n %+v\nwant\n %+v", d, tc.want)
 			}
@@ -271,7 +275,7 @@ func TestDenials(t *testing.T) {
 func TestReasonTable(t *testing.T) {
 	all := []Reason{Allowed, Public, MissingToken, InvalidRequest, AmbiguousRequest, PathTooLong, TokenTooLarge, Malformed, BadAlgorithm,
 		BadSignature, UnknownKID, UnknownIssuer, WrongAudience, Expired, NotYetValid, InvalidClaims,
-		InsufficientScope, KeysUnavailable, Internal}
+		InsufficientScope, PolicyDenied, PolicyError, UnknownPolicy, KeysUnavailable, Internal}
 	if !sameSet(reasonStrings(Reasons()), reasonStrings(all)) || len(Reasons()) != len(all) {
 		t.Errorf("Reasons() = %q, want %q", Reasons(), all)
 	}
@@ -285,8 +289,10 @@ func TestReasonTable(t *testing.T) {
 			switch r {
 			case Allowed, Public:
 				wantStatus, wantCode = 200, codes.OK
-			case InsufficientScope:
+			case InsufficientScope, PolicyDenied, PolicyError:
 				wantStatus, wantCode = 403, codes.PermissionDenied
+			case UnknownPolicy:
+				wantStatus, wantCode = 500, codes.Internal
 			case KeysUnavailable:
 				wantStatus, wantCode = 503, codes.Unavailable
 			case AmbiguousRequest, InvalidRequest:

@@ -13,8 +13,10 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/extauthz/extauthz/jwks"
+	"github.com/extauthz/extauthz/policy"
 )
 
 // verified is the outcome of token verification.
@@ -33,6 +35,11 @@ type verified struct {
 	missing              []string
 	scopes               []string
 	validFrom, validTill time.Time // zero validFrom: no lower bound
+	// norm is the claim set normalised for rules and conditions (package
+	// policy), kept only when some rule reads claims; metadata is the
+	// allowed CheckResponse's dynamic_metadata.
+	norm     map[string]any
+	metadata *structpb.Struct
 }
 
 var (
@@ -119,6 +126,17 @@ func (s *Server) verifyToken(ctx context.Context, raw string) (v verified, keys 
 		v.validTill = exp.Add(s.skew)
 	}
 	v.validFrom = s.validFrom(claims)
+	norm := map[string]any(claims) // sub and iss are strings either way
+	if s.rules.needsClaims || len(s.metadataClaims) > 0 {
+		norm, _ = policy.Normalize(norm).(map[string]any)
+	}
+	v.metadata = s.metadataFor(prov, norm, v.scopes)
+	if !prov.forwardToken {
+		v.missing = withName(v.missing, "authorization")
+	}
+	if s.rules.needsClaims {
+		v.norm = norm
+	}
 	v.claims, v.payload = nil, "" // rendered above; not needed any more
 	return v, keys, version, verifier
 }
@@ -243,4 +261,36 @@ func hasScopes(granted, required []string) bool {
 		}
 	}
 	return true
+}
+
+// metadataFor renders the dynamic_metadata of an allowed CheckResponse for a
+// token: sub, iss, provider, scope (space-joined) and the configured
+// metadata claims, each under its path (a claim without a value is left out).
+func (s *Server) metadataFor(p *provider, claims map[string]any, scopes []string) *structpb.Struct {
+	fields := make(map[string]*structpb.Value, 4+len(s.metadataClaims))
+	for _, name := range [...]string{"sub", "iss"} {
+		if v, ok := claims[name].(string); ok {
+			fields[name] = structpb.NewStringValue(v)
+		}
+	}
+	fields["provider"] = structpb.NewStringValue(p.name)
+	fields["scope"] = structpb.NewStringValue(strings.Join(scopes, " "))
+	for _, path := range s.metadataClaims {
+		if v, ok := policy.Lookup(claims, path); ok && v != nil {
+			if pv, err := structpb.NewValue(v); err == nil {
+				fields[path] = pv
+			}
+		}
+	}
+	return &structpb.Struct{Fields: fields}
+}
+
+// withName returns names (sorted) with name added, in a new slice.
+func withName(names []string, name string) []string {
+	if slices.Contains(names, name) {
+		return names
+	}
+	out := append(slices.Clip(names), name)
+	slices.Sort(out)
+	return out
 }

@@ -187,6 +187,12 @@ func (c *Compiled) Matches(method, hostport string) bool {
 // HasConditions reports whether the rule matches only some methods or hosts.
 func (c *Compiled) HasConditions() bool { return c.methods != nil || c.hosts != nil }
 
+// HasMethods reports whether the rule matches only some methods.
+func (c *Compiled) HasMethods() bool { return c.methods != nil }
+
+// HasHosts reports whether the rule matches only some hosts.
+func (c *Compiled) HasHosts() bool { return c.hosts != nil }
+
 // normalHost lower-cases a host, drops its port and a trailing dot.
 func normalHost(hostport string) string {
 	h := hostport

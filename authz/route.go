@@ -59,6 +59,17 @@ type ruleSet struct {
 // scan of the rules costs less than hashing each prefix of a path.
 const indexFrom = 16
 
+// CheckRules reports the first error New would find in the rules and named
+// policies (each error names the rule's Where), without building a Server.
+func CheckRules(rules []Rule, named map[string]Rule) error {
+	env, err := policy.NewEnv()
+	if err != nil {
+		return err
+	}
+	_, err = compileRules(rules, named, env)
+	return err
+}
+
 // compileRules checks and compiles the rules and named policies.
 func compileRules(in []Rule, named map[string]Rule, env *policy.Env) (*ruleSet, error) {
 	rs := &ruleSet{list: make([]rule, 0, len(in))}
@@ -116,14 +127,14 @@ func compileRules(in []Rule, named map[string]Rule, env *policy.Env) (*ruleSet, 
 	})
 	for _, name := range names {
 		r := named[name]
-		if name == "" {
-			return nil, fmt.Errorf("a named policy needs a name")
-		}
-		if r.Path != "" {
-			return nil, fmt.Errorf("policy %s: a named policy has no path (the route chose the traffic)", name)
-		}
 		if r.Where == "" {
 			r.Where = "policy " + name
+		}
+		if name == "" {
+			return nil, fmt.Errorf("%s: a named policy needs a name", r.Where)
+		}
+		if r.Path != "" {
+			return nil, fmt.Errorf("%s: a named policy has no path (the route chose the traffic)", r.Where)
 		}
 		c, err := policy.Compile(r, env)
 		if err != nil {

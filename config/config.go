@@ -6,6 +6,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"github.com/extauthz/extauthz/policy"
 	"io"
 	"os"
 	"time"
@@ -24,6 +25,11 @@ type Config struct {
 	Providers    []Provider
 	Rules        []Rule // --public-paths first, then the file's rules
 	ClaimHeaders map[string]string
+	// Policies are the named policies Envoy's routes choose.
+	Policies map[string]Rule
+	// MetadataClaims are the claim paths an allowed CheckResponse carries in
+	// its dynamic_metadata.
+	MetadataClaims []string
 
 	JWKSRefreshInterval    time.Duration
 	JWKSMinRefreshInterval time.Duration
@@ -63,14 +69,13 @@ type Provider struct {
 	Audiences  []string
 	JWKSURL    string
 	Algorithms []string
+	// ForwardToken keeps the Authorization header upstream on allow.
+	ForwardToken bool
 }
 
-// Rule is one path rule.
-type Rule struct {
-	Path   string
-	Public bool
-	Scopes []string
-}
+// Rule is one path rule, or a named policy: the rule language of package
+// policy. Where names its file line.
+type Rule = policy.Rule
 
 // Lookup finds an environment variable, as os.LookupEnv.
 type Lookup func(name string) (string, bool)

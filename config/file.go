@@ -22,9 +22,13 @@ const MaxFileBytes = 1 << 20
 // fileConfig is the YAML file: the sections with a shape of their own,
 // decoded strictly, and the scalar settings by file key.
 type fileConfig struct {
-	Providers    []fileProvider    `yaml:"providers"`
-	Rules        []fileRule        `yaml:"rules"`
-	ClaimHeaders map[string]string `yaml:"claim_headers"`
+	Providers    []fileProvider      `yaml:"providers"`
+	Rules        []fileRule          `yaml:"rules"`
+	Policies     map[string]fileRule `yaml:"policies"`
+	ClaimHeaders map[string]string   `yaml:"claim_headers"`
+	// MetadataClaims are claim paths an allowed CheckResponse carries in
+	// its dynamic_metadata.
+	MetadataClaims []string `yaml:"metadata_claims"`
 	// Scalars collects every other top-level key; parseFile checks each
 	// against the settings table.
 	Scalars map[string]yaml.Node `yaml:",inline"`
@@ -47,12 +51,25 @@ type fileProvider struct {
 	Audiences  []string `yaml:"audiences"`
 	JWKSURL    string   `yaml:"jwks_url"`
 	Algorithms []string `yaml:"algorithms"`
+	// ForwardToken keeps the Authorization header upstream on allow.
+	ForwardToken bool `yaml:"forward_token"`
 }
 
+// fileRule is a rule of rules:, or a named policy of policies: (no path).
 type fileRule struct {
-	Path   string   `yaml:"path"`
-	Public bool     `yaml:"public"`
-	Scopes []string `yaml:"scopes"`
+	Path    string         `yaml:"path"`
+	Methods []string       `yaml:"methods"`
+	Hosts   []string       `yaml:"hosts"`
+	Public  bool           `yaml:"public"`
+	Deny    bool           `yaml:"deny"`
+	Scopes  []string       `yaml:"scopes"`
+	Claims  map[string]any `yaml:"claims"`
+	When    string         `yaml:"when"`
+}
+
+func (r fileRule) rule(where string) Rule {
+	return Rule{Path: r.Path, Methods: r.Methods, Hosts: r.Hosts, Public: r.Public, Deny: r.Deny,
+		Scopes: r.Scopes, Claims: r.Claims, When: r.When, Where: where}
 }
 
 // readFile reads and strictly decodes the YAML file: unknown keys and wrong
@@ -185,6 +202,29 @@ func lineOf(root *yaml.Node, key string, idx int) int {
 		v := n.Content[i+1]
 		if idx >= 0 && v.Kind == yaml.SequenceNode && idx < len(v.Content) {
 			return v.Content[idx].Line
+		}
+		return n.Content[i].Line
+	}
+	return 0
+}
+
+// lineOfKey returns the line of key's member named name, in the top-level
+// mapping key (a named policy's line); key's own line when there is none.
+func lineOfKey(root *yaml.Node, key, name string) int {
+	n := topMapping(root)
+	if n == nil {
+		return 0
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value != key {
+			continue
+		}
+		if v := n.Content[i+1]; v.Kind == yaml.MappingNode {
+			for j := 0; j+1 < len(v.Content); j += 2 {
+				if v.Content[j].Value == name {
+					return v.Content[j].Line
+				}
+			}
 		}
 		return n.Content[i].Line
 	}

@@ -68,7 +68,7 @@ func loadProviders(cfg *Config, src *sources) error {
 	seen := map[string]int{}
 	for i, fp := range fileProviders {
 		at := fmt.Sprintf("%s: providers[%d]", src.at("providers", i), i)
-		p := Provider(fp)
+		p := Provider{Name: fp.Name, Issuer: fp.Issuer, Audiences: fp.Audiences, JWKSURL: fp.JWKSURL, Algorithms: fp.Algorithms, ForwardToken: fp.ForwardToken}
 		if p.Issuer == "" {
 			return fmt.Errorf("%s: issuer is required", at)
 		}

@@ -4,6 +4,7 @@ package config
 
 import (
 	"fmt"
+	"github.com/extauthz/extauthz/authz"
 	"strings"
 )
 
@@ -20,6 +21,10 @@ func loadRules(cfg *Config, src *sources) error {
 			}
 		}
 	}
+	// where names each file rule and policy for CheckRules's errors; the
+	// Config holds them without it.
+	where := make([]Rule, 0, len(cfg.Rules)+len(src.file.Rules))
+	where = append(where, cfg.Rules...)
 	for i, r := range src.file.Rules {
 		at := fmt.Sprintf("%s: rules[%d]", src.at("rules", i), i)
 		switch {
@@ -27,10 +32,33 @@ func loadRules(cfg *Config, src *sources) error {
 			return fmt.Errorf("%s: path is required", at)
 		case !strings.HasPrefix(r.Path, "/"):
 			return fmt.Errorf("%s: path %q does not start with /", at, r.Path)
-		case r.Public && len(r.Scopes) > 0:
-			return fmt.Errorf("%s: a rule cannot be both public and require scopes", at)
 		}
-		cfg.Rules = append(cfg.Rules, Rule(r))
+		where = append(where, r.rule(at))
+		cfg.Rules = append(cfg.Rules, r.rule(""))
+	}
+	var wherePolicies map[string]Rule
+	if len(src.file.Policies) > 0 {
+		cfg.Policies = make(map[string]Rule, len(src.file.Policies))
+		wherePolicies = make(map[string]Rule, len(src.file.Policies))
+		for name, r := range src.file.Policies {
+			at := fmt.Sprintf("%s:%d: policies.%s", src.path, lineOfKey(&src.root, "policies", name), name)
+			if r.Path != "" {
+				return fmt.Errorf("%s: a named policy has no path (the route chose the traffic)", at)
+			}
+			cfg.Policies[name], wherePolicies[name] = r.rule(""), r.rule(at)
+		}
+	}
+	for i, c := range src.file.MetadataClaims {
+		if c == "" {
+			return fmt.Errorf("%s: metadata_claims[%d] names no claim", src.at("metadata_claims", i), i)
+		}
+		cfg.MetadataClaims = append(cfg.MetadataClaims, c)
+	}
+	// Every rule and policy is compiled here as the server will (CEL
+	// type-checked, combinations checked, shadowed rules found), so that a
+	// mistake stops the start or refuses the reload with its file line.
+	if err := authz.CheckRules(where, wherePolicies); err != nil {
+		return err
 	}
 	return nil
 }

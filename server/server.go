@@ -185,16 +185,14 @@ func (s *Server) build(cfg *config.Config, prev *generation) (g *generation, fre
 			g.caches = append(g.caches, c)
 		}
 		providers = append(providers, authz.Provider{
-			Name: p.Name, Issuer: p.Issuer, Audiences: p.Audiences, Algorithms: p.Algorithms, Keys: c,
+			Name: p.Name, Issuer: p.Issuer, Audiences: p.Audiences, Algorithms: p.Algorithms, Keys: c, ForwardToken: p.ForwardToken,
 		})
-	}
-	rules := make([]authz.Rule, len(cfg.Rules))
-	for i, r := range cfg.Rules {
-		rules[i] = authz.Rule{Path: r.Path, Public: r.Public, Scopes: r.Scopes}
 	}
 	a, err := authz.New(authz.Config{
 		Providers:         providers,
-		Rules:             rules,
+		Rules:             cfg.Rules,
+		Policies:          cfg.Policies,
+		MetadataClaims:    cfg.MetadataClaims,
 		ClaimHeaders:      cfg.ClaimHeaders,
 		ClockSkew:         skew(cfg.ClockSkew),
 		Realm:             cfg.Realm,

@@ -1,0 +1,106 @@
+package config
+
+import (
+	"io"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// TestLoadPolicies: the rule language's keys, named policies, metadata
+// claims and forward_token reach the Config.
+func TestLoadPolicies(t *testing.T) {
+	path := writeConfig(t, `issuer: https://i.example.com
+audience: a
+metadata_claims: [email, tenant]
+rules:
+  - path: /messages
+    methods: [GET, HEAD]
+    scopes: [read:messages]
+  - path: /admin
+    hosts: [admin.example.com]
+    claims:
+      realm_access.roles: [admin, ops]
+      email_verified: true
+    when: 'claims.tenant == request.headers["x-tenant-id"]'
+  - path: /internal
+    deny: true
+policies:
+  admin:
+    scopes: [admin]
+`)
+	cfg, err := Load([]string{"--config", path}, env{}.lookup, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Rule{
+		{Path: "/messages", Methods: []string{"GET", "HEAD"}, Scopes: []string{"read:messages"}},
+		{Path: "/admin", Hosts: []string{"admin.example.com"}, Claims: map[string]any{"realm_access.roles": []any{"admin", "ops"}, "email_verified": true},
+			When: `claims.tenant == request.headers["x-tenant-id"]`},
+		{Path: "/internal", Deny: true},
+	}
+	if !reflect.DeepEqual(cfg.Rules, want) {
+		t.Errorf("rules = %+v, want %+v", cfg.Rules, want)
+	}
+	if p := cfg.Policies["admin"]; !reflect.DeepEqual(p.Scopes, []string{"admin"}) || len(cfg.Policies) != 1 {
+		t.Errorf("policies = %+v", cfg.Policies)
+	}
+	if !reflect.DeepEqual(cfg.MetadataClaims, []string{"email", "tenant"}) {
+		t.Errorf("metadata claims = %q", cfg.MetadataClaims)
+	}
+
+	path = writeConfig(t, "providers:\n  - issuer: https://a.example.com\n    audiences: [a]\n    forward_token: true\n  - issuer: https://b.example.com\n    audiences: [b]\n")
+	cfg, err = Load([]string{"--config", path}, env{}.lookup, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.Providers[0].ForwardToken || cfg.Providers[1].ForwardToken {
+		t.Errorf("forward_token = %v, %v; want true, false (the default)", cfg.Providers[0].ForwardToken, cfg.Providers[1].ForwardToken)
+	}
+}
+
+// TestLoadPolicyErrors: every mistake in a rule or policy stops Load (so the
+// start, and a reload) with the file line and what is wrong.
+func TestLoadPolicyErrors(t *testing.T) {
+	single := "issuer: https://i.example.com\naudience: a\n"
+	tests := []struct {
+		name  string
+		body  string
+		line  int
+		wants []string
+	}{
+		{name: "unknown rule field", body: single + "rules:\n  - path: /a\n    method: [GET]\n", line: 5, wants: []string{"method"}},
+		{name: "bad CEL", body: single + "rules:\n  - path: /ok\n  - path: /a\n    when: 'claims.tenant =='\n", line: 5, wants: []string{"rules[1]", "when:"}},
+		{name: "CEL not bool", body: single + "rules:\n  - path: /a\n    when: 'scopes.size()'\n", line: 4, wants: []string{"rules[0]", "not bool"}},
+		{name: "public with claims", body: single + "rules:\n  - path: /a\n    public: true\n    claims: {sub: x}\n", line: 4, wants: []string{"public", "claims"}},
+		{name: "public with when", body: single + "rules:\n  - path: /a\n    public: true\n    when: 'true'\n", line: 4, wants: []string{"public", "when"}},
+		{name: "deny with scopes", body: single + "rules:\n  - path: /a\n    deny: true\n    scopes: [x]\n", line: 4, wants: []string{"deny"}},
+		{name: "lower-case method", body: single + "rules:\n  - path: /a\n    methods: [get]\n", line: 4, wants: []string{"get"}},
+		{name: "host with port", body: single + "rules:\n  - path: /a\n    hosts: [\"a.example.com:443\"]\n", line: 4, wants: []string{"port"}},
+		{name: "claim object", body: single + "rules:\n  - path: /a\n    claims: {a: {b: c}}\n", line: 4, wants: []string{"claims"}},
+		{name: "shadowed rule", body: single + "rules:\n  - path: /a\n  - path: /a/b\n    scopes: [x]\n", line: 5, wants: []string{"rules[1]", "never used"}},
+		{name: "policy with a path", body: single + "policies:\n  p:\n    path: /a\n", line: 4, wants: []string{"policies.p", "no path"}},
+		{name: "policy bad CEL", body: single + "policies:\n  ok:\n    scopes: [a]\n  bad:\n    when: 'nope('\n", line: 6, wants: []string{"policies.bad", "when:"}},
+		{name: "unknown policy field", body: single + "policies:\n  p:\n    scope: [a]\n", line: 5, wants: []string{"scope"}},
+		{name: "empty metadata claim", body: single + "metadata_claims: [sub, \"\"]\n", line: 3, wants: []string{"metadata_claims[1]"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			path := writeConfig(t, tc.body)
+			_, err := Load([]string{"--config", path}, env{}.lookup, io.Discard)
+			if err == nil {
+				t.Fatal("Load = nil error")
+			}
+			msg := err.Error()
+			if at := path + ":" + strconv.Itoa(tc.line) + ":"; !strings.Contains(msg, at) {
+				t.Errorf("error %q does not name %q", msg, at)
+			}
+			for _, w := range tc.wants {
+				if !strings.Contains(msg, w) {
+					t.Errorf("error %q does not contain %q", msg, w)
+				}
+			}
+		})
+	}
+}

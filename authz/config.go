@@ -2,6 +2,7 @@ package authz
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"strings"
 	"time"
@@ -53,8 +54,27 @@ type Provider struct {
 // and a path is public only if every reading of it is.
 type Rule = policy.Rule
 
-// DefaultTokenCacheSize is the default bound of the verified-token cache.
-const DefaultTokenCacheSize = 10_000
+// The defaults of Config's zero values.
+const (
+	// DefaultTokenCacheSize is the default bound of the verified-token cache.
+	DefaultTokenCacheSize = 10_000
+	// DefaultClockSkew is the leeway for exp, nbf and iat, as Envoy's
+	// jwt_authn.
+	DefaultClockSkew = 60 * time.Second
+	// DefaultMaxTokenBytes bounds the bearer token.
+	DefaultMaxTokenBytes = 8 << 10
+	// DefaultRealm is the realm of the WWW-Authenticate challenge.
+	DefaultRealm = "extauthz"
+)
+
+// CheckRealm reports a realm that cannot stand in a quoted challenge
+// parameter as it is: quotes, backslashes, line breaks.
+func CheckRealm(realm string) error {
+	if strings.ContainsAny(realm, "\"\\\r\n") {
+		return fmt.Errorf("realm %q may not contain quotes, backslashes or line breaks", realm)
+	}
+	return nil
+}
 
 // The forward-auth sources of the original request.
 const (
@@ -139,8 +159,6 @@ type Config struct {
 	// Otherwise the new Server starts with an empty cache.
 	Previous *Server
 }
-
-var knownAlgs = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
 
 // forbiddenHeaders may not carry claims: setting them would let a token
 // change how the proxy routes or frames the request.

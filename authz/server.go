@@ -12,6 +12,7 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/extauthz/extauthz/jwks"
 	"github.com/extauthz/extauthz/policy"
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -82,13 +83,13 @@ func New(cfg Config) (*Server, error) {
 		now:       cfg.Now,
 	}
 	if s.realm == "" {
-		s.realm = "extauthz"
+		s.realm = DefaultRealm
 	}
-	if strings.ContainsAny(s.realm, "\"\\\r\n") {
-		return nil, fmt.Errorf("authz: realm %q may not contain quotes, backslashes or line breaks", s.realm)
+	if err := CheckRealm(s.realm); err != nil {
+		return nil, fmt.Errorf("authz: %w", err)
 	}
 	if s.maxToken <= 0 {
-		s.maxToken = 8 << 10
+		s.maxToken = DefaultMaxTokenBytes
 	}
 	switch s.source = cfg.ForwardAuthSource; s.source {
 	case "":
@@ -105,7 +106,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	skew := cfg.ClockSkew
 	if skew == 0 {
-		skew = 60 * time.Second
+		skew = DefaultClockSkew
 	} else if skew < 0 {
 		skew = 0
 	}
@@ -128,8 +129,8 @@ func New(cfg Config) (*Server, error) {
 			algs = []string{"RS256"}
 		}
 		for _, a := range algs {
-			if !slices.Contains(knownAlgs, a) {
-				return nil, fmt.Errorf("authz: provider %s: algorithm %q is not allowed (asymmetric algorithms only: %s)", p.Issuer, a, strings.Join(knownAlgs, ", "))
+			if err := jwks.CheckAlgorithm(a); err != nil {
+				return nil, fmt.Errorf("authz: provider %s: %w", p.Issuer, err)
 			}
 			if !slices.Contains(union, a) {
 				union = append(union, a)

@@ -104,3 +104,14 @@ func TestLoadPolicyErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestLoadRealmError: a realm that cannot stand in a challenge is a file
+// error with its line, as every other (authz.New used to find it, with no
+// location).
+func TestLoadRealmError(t *testing.T) {
+	path := writeConfig(t, "issuer: https://i.example.com\naudience: a\nrealm: 'say \"hi\"'\n")
+	_, err := Load([]string{"--config", path}, env{}.lookup, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), path+":3:") || !strings.Contains(err.Error(), "realm") {
+		t.Errorf("Load = %v, want an error naming %s:3 and realm", err, path)
+	}
+}

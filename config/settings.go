@@ -99,17 +99,14 @@ var settings = []setting{
 		keySet: true, field: bind(func(c *Config) *int64 { return &c.JWKSMaxBytes }, positive)},
 	{name: "jwks-max-keys", def: strconv.Itoa(jwks.DefaultMaxKeys), usage: "largest number of keys accepted in one JWKS",
 		keySet: true, field: bind(func(c *Config) *int { return &c.JWKSMaxKeys }, positive)},
-	// authz's zero-value default; to be authz.DefaultClockSkew.
-	{name: "clock-skew", def: "60s", usage: "leeway for exp, nbf and iat",
+	{name: "clock-skew", def: durationText(authz.DefaultClockSkew), usage: "leeway for exp, nbf and iat",
 		field: bind(func(c *Config) *time.Duration { return &c.ClockSkew }, durationOrZero)},
-	// authz's zero-value default; to be authz.DefaultMaxTokenBytes.
-	{name: "max-token-bytes", def: "8192", usage: "largest bearer token accepted, in bytes",
+	{name: "max-token-bytes", def: strconv.Itoa(authz.DefaultMaxTokenBytes), usage: "largest bearer token accepted, in bytes",
 		field: bind(func(c *Config) *int { return &c.MaxTokenBytes }, positive)},
 	{name: "token-cache-size", def: strconv.Itoa(authz.DefaultTokenCacheSize), usage: "verified tokens remembered (by SHA-256) so a repeat costs no RSA verification; 0 disables",
 		field: bind(func(c *Config) *int { return &c.TokenCacheSize }, cacheSize)},
-	// authz's zero-value default; to be authz.DefaultRealm.
-	{name: "realm", def: "extauthz", usage: "realm of the WWW-Authenticate challenge",
-		field: bind(func(c *Config) *string { return &c.Realm }, anyText)},
+	{name: "realm", def: authz.DefaultRealm, usage: "realm of the WWW-Authenticate challenge",
+		field: bind(func(c *Config) *string { return &c.Realm }, realm)},
 	{name: "forward-auth-source", def: authz.SourceAuto, usage: "where the HTTP check reads the original request: auto, x-original (nginx), x-forwarded (Caddy, Traefik) or request (Envoy HTTP mode)",
 		field: bind(func(c *Config) *string { return &c.ForwardAuthSource }, oneOf(authz.SourceAuto, authz.SourceOriginal, authz.SourceForwarded, authz.SourceRequest))},
 	{name: "tls-cert-file", usage: "PEM certificate for TLS on the gRPC and HTTP check listeners (reloaded when the file changes)",
@@ -191,6 +188,8 @@ func (f typed[T]) get(c *Config) any { return *f.ptr(c) }
 // value or a default alike.
 
 func anyText(s string) (string, error) { return s, nil }
+
+func realm(s string) (string, error) { return s, authz.CheckRealm(s) }
 
 func listenAddr(s string) (string, error) {
 	if _, _, err := net.SplitHostPort(s); err != nil {

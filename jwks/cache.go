@@ -217,18 +217,9 @@ func (c *Cache) PublicKey(ctx context.Context, kid string) (crypto.PublicKey, bo
 	return key, true
 }
 
-// Keyfunc returns a jwt.Keyfunc bound to ctx: it finds the key for a token's
-// kid whose alg matches the token's, refreshing the set once (rate limited)
-// when the kid is unknown. A token without a kid is checked against every key
-// that fits its alg, as Envoy's jwt_authn does.
-//
-// Its errors wrap [ErrNotReady] when no set was ever loaded and
-// [ErrKeyNotFound] when the kid is unknown.
-func (c *Cache) Keyfunc(ctx context.Context) jwt.Keyfunc {
-	return func(t *jwt.Token) (any, error) { return c.Key(ctx, t) }
-}
-
-// Key is [Cache.Keyfunc] without the closure.
+// Key returns the key that verifies t (a jwt.Keyfunc with the request's
+// context): by kid and alg from the current set, after at most one
+// rate-limited refresh for an unknown kid.
 func (c *Cache) Key(ctx context.Context, t *jwt.Token) (any, error) {
 	if !c.loaded.Load() {
 		return nil, ErrNotReady

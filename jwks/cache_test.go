@@ -214,7 +214,7 @@ func TestKeyAlgMismatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = jwt.Parse(s, c.Keyfunc(t.Context()), jwt.WithValidMethods([]string{"RS384"}))
+	_, err = jwt.Parse(s, func(tok *jwt.Token) (any, error) { return c.Key(t.Context(), tok) }, jwt.WithValidMethods([]string{"RS384"}))
 	if err == nil || errors.Is(err, jwks.ErrKeyNotFound) {
 		t.Errorf("verify RS384 with an RS256 key: got %v, want an alg mismatch error", err)
 	}

@@ -60,7 +60,7 @@ func Example() {
 	raw, _ := tok.SignedString(priv)
 
 	// Verify it as a request handler would, with the request's context.
-	parsed, err := jwt.Parse(raw, cache.Keyfunc(ctx), jwt.WithValidMethods([]string{"RS256"}))
+	parsed, err := jwt.Parse(raw, func(t *jwt.Token) (any, error) { return cache.Key(ctx, t) }, jwt.WithValidMethods([]string{"RS256"}))
 	if err != nil {
 		fmt.Println("denied:", err)
 	} else {

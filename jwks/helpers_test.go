@@ -115,7 +115,7 @@ func mint(t testing.TB, k *rsa.PrivateKey, kid string) string {
 
 // verify parses a token with the cache's Keyfunc the way authz does.
 func verify(ctx context.Context, c *jwks.Cache, token string) error {
-	_, err := jwt.Parse(token, c.Keyfunc(ctx), jwt.WithValidMethods([]string{"RS256"}))
+	_, err := jwt.Parse(token, func(t *jwt.Token) (any, error) { return c.Key(ctx, t) }, jwt.WithValidMethods([]string{"RS256"}))
 	return err
 }
 

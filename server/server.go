@@ -268,7 +268,6 @@ func keyOf(cfg *config.Config, p config.Provider) cacheKey {
 	}
 }
 
-// cache returns g's cache for k, nil if g is nil or has none.
 // authzServer is g's decision server, nil for no generation (the first
 // build).
 func (g *generation) authzServer() *authz.Server {
@@ -278,6 +277,7 @@ func (g *generation) authzServer() *authz.Server {
 	return g.authz
 }
 
+// cache returns g's cache for k, nil if g is nil or has none.
 func (g *generation) cache(k cacheKey) *jwks.Cache {
 	if g == nil {
 		return nil

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
+	networkingv1alpha3 "istio.io/api/networking/v1alpha3"
 	securityv1beta1 "istio.io/api/security/v1beta1"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
@@ -53,6 +54,7 @@ var decoders = map[string]func(doc []byte) (any, error){
 	"networking.k8s.io/v1 NetworkPolicy":            strictInto[networkingv1.NetworkPolicy],
 	"monitoring.coreos.com/v1 ServiceMonitor":       strictInto[monitoringv1.ServiceMonitor],
 	"security.istio.io/v1 AuthorizationPolicy":      decodeAuthorizationPolicy,
+	"networking.istio.io/v1 DestinationRule":        decodeDestinationRule,
 	"security.istio.io/v1beta1 AuthorizationPolicy": decodeAuthorizationPolicy,
 	"install.istio.io/v1alpha1 IstioOperator":       decodeIstioOperator,
 	"kustomize.config.k8s.io/v1beta1 Kustomization": strictInto[kustomization],
@@ -97,6 +99,30 @@ type authorizationPolicy struct {
 	RawSpec           json.RawMessage `json:"spec"`
 
 	Spec *securityv1beta1.AuthorizationPolicy `json:"-"`
+}
+
+// destinationRule is the Kubernetes envelope of an Istio DestinationRule
+// (the one NOTES.txt prints for serving TLS); Spec is the istio.io/api
+// message.
+type destinationRule struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	RawSpec           json.RawMessage `json:"spec"`
+
+	Spec *networkingv1alpha3.DestinationRule `json:"-"`
+}
+
+func decodeDestinationRule(doc []byte) (any, error) {
+	v, err := strictInto[destinationRule](doc)
+	if err != nil {
+		return nil, err
+	}
+	dr := v.(*destinationRule)
+	dr.Spec = &networkingv1alpha3.DestinationRule{}
+	if err := protoStrict(dr.RawSpec, dr.Spec); err != nil {
+		return nil, fmt.Errorf("spec: %w", err)
+	}
+	return dr, nil
 }
 
 func decodeAuthorizationPolicy(doc []byte) (any, error) {

@@ -10,6 +10,11 @@
 // selectors match pod labels, probes and Service ports point at declared
 // container ports, the pod is hardened, the config file parses and agrees with
 // the ports, and the Istio providers match the Service and fail closed.
+// Every rendered pod template is evaluated with the Pod Security admission
+// plugin's own checks (k8s.io/pod-security-admission) at "restricted", and
+// again as Istio's sidecar injector would leave it, where the NetworkPolicy
+// must also admit the port Prometheus is then told to scrape. The chart is
+// rendered for the oldest Kubernetes it supports.
 //
 // The Helm tests run the helm binary named by $HELM_BIN or found on PATH, and
 // the kustomize tests the binary named by $KUSTOMIZE_BIN or found on PATH; each

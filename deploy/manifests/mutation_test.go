@@ -6,6 +6,19 @@ import (
 	"testing"
 )
 
+// goGCEnv is the GOGC entry of deploy/kubernetes/deployment.yaml, after
+// which the mutations below add Go runtime variables.
+const goGCEnv = "            - name: GOGC\n              value: \"400\"\n"
+
+// goMemLimitEnv is a GOMEMLIMIT entry from the downward API.
+func goMemLimitEnv(resource, divisor string) string {
+	s := "            - name: GOMEMLIMIT\n              valueFrom:\n                resourceFieldRef:\n                  containerName: extauthz\n                  resource: " + resource + "\n"
+	if divisor != "" {
+		s += "                  divisor: " + divisor + "\n"
+	}
+	return s
+}
+
 // TestMutationsFail edits one file of deploy/kubernetes or deploy/istio at a
 // time and expects the checks to fail, naming the problem. It shows that each
 // kind of check can fail: strict decoding (unknown, misspelt or mis-cased
@@ -57,11 +70,23 @@ func TestMutationsFail(t *testing.T) {
 		{name: "writable root filesystem", file: "deployment.yaml", old: "readOnlyRootFilesystem: true", new: "readOnlyRootFilesystem: false", want: "readOnlyRootFilesystem"},
 		{name: "capabilities kept", file: "deployment.yaml", old: "drop: [ALL]", new: "drop: [NET_RAW]", want: "drop ALL"},
 		{name: "no seccomp", file: "deployment.yaml", old: "            seccompProfile:\n              type: RuntimeDefault\n          volumeMounts", new: "            seccompProfile:\n              type: Unconfined\n          volumeMounts", want: "RuntimeDefault"},
-		{name: "no memory limit", file: "deployment.yaml", old: "              memory: 256Mi\n", new: "", want: "memory needs both"},
+		{name: "no memory limit", file: "deployment.yaml", old: "              cpu: \"1\"\n              memory: 256Mi\n", new: "              cpu: \"1\"\n", want: "memory needs both"},
+		{name: "memory request below the limit", file: "deployment.yaml", old: "              memory: 256Mi\n              ephemeral-storage: 64Mi", new: "              memory: 64Mi\n              ephemeral-storage: 64Mi", want: "memory request 64Mi is below the limit 256Mi"},
+		{name: "no ephemeral storage limit", file: "deployment.yaml", old: "              ephemeral-storage: 128Mi\n", new: "", want: "ephemeral-storage needs both"},
+		{name: "ephemeral storage under /tmp", file: "deployment.yaml", old: "              ephemeral-storage: 128Mi\n", new: "              ephemeral-storage: 16Mi\n", want: "does not cover the emptyDir"},
+		{name: "capability added", file: "deployment.yaml", old: "              drop: [ALL]", new: "              drop: [ALL]\n              add: [NET_ADMIN]", want: `Pod Security "restricted"`},
+		{name: "host network", file: "deployment.yaml", old: "      automountServiceAccountToken: false", new: "      automountServiceAccountToken: false\n      hostNetwork: true", want: "host namespaces"},
+		{name: "hostPath volume", file: "deployment.yaml", old: "        - name: tmp\n          emptyDir:\n            sizeLimit: 16Mi", new: "        - name: tmp\n          hostPath:\n            path: /tmp", want: `restricted volume type "hostPath"`},
+		{name: "namespace not enforcing restricted", file: "namespace.yaml", old: "pod-security.kubernetes.io/enforce: restricted", new: "pod-security.kubernetes.io/enforce: baseline", want: `label pod-security.kubernetes.io/enforce is "baseline"`},
+		{name: "namespace without warn", file: "namespace.yaml", old: "    pod-security.kubernetes.io/warn: restricted\n", new: "", want: "pod-security.kubernetes.io/warn"},
 		{name: "unpinned image", file: "deployment.yaml", old: "extauthz:0.1.0", new: "extauthz:latest", want: "not pinned"},
 		{name: "wrong config path", file: "deployment.yaml", old: "value: /etc/extauthz/config.yaml", new: "value: /etc/extauthz/conf.yaml", want: "AUTHZ_CONFIG"},
-		{name: "memory limit of the runtime from requests", file: "deployment.yaml", old: "resource: limits.memory", new: "resource: requests.memory", want: "GOMEMLIMIT"},
-		{name: "memory limit of the runtime from another container", file: "deployment.yaml", old: "containerName: extauthz\n                  resource: limits.memory", new: "containerName: sidecar\n                  resource: limits.memory", want: "GOMEMLIMIT"},
+		{name: "GOMEMLIMIT at the memory limit", file: "deployment.yaml", old: goGCEnv, new: goGCEnv + goMemLimitEnv("limits.memory", ""), want: "GOMEMLIMIT is 268435456 bytes, 100% of the memory limit 256Mi; the server's own limit is 90%"},
+		{name: "GOMEMLIMIT from requests", file: "deployment.yaml", old: goGCEnv, new: goGCEnv + goMemLimitEnv("requests.memory", ""), want: "GOMEMLIMIT: is not a literal or this container's limits.memory"},
+		{name: "GOMEMLIMIT in MiB", file: "deployment.yaml", old: goGCEnv, new: goGCEnv + goMemLimitEnv("limits.memory", "1Mi"), want: "GOMEMLIMIT is 256 bytes, under half"},
+		{name: "GOMEMLIMIT literal at the limit", file: "deployment.yaml", old: goGCEnv, new: goGCEnv + "            - name: GOMEMLIMIT\n              value: 256MiB\n", want: "GOMEMLIMIT is 268435456 bytes"},
+		{name: "GOMEMLIMIT not a size", file: "deployment.yaml", old: goGCEnv, new: goGCEnv + "            - name: GOMEMLIMIT\n              value: 200Mi\n", want: `"200Mi" is not a byte count`},
+		{name: "AUTOMEMLIMIT above the server's", file: "deployment.yaml", old: goGCEnv, new: goGCEnv + "            - name: AUTOMEMLIMIT\n              value: \"0.95\"\n", want: `AUTOMEMLIMIT "0.95"`},
 		{name: "GOGC not a number", file: "deployment.yaml", old: "value: \"400\"", new: "value: \"400%\"", want: "GOGC"},
 		{name: "config key not projected", file: "deployment.yaml", old: "path: config.yaml", new: "path: settings.yaml", want: "does not project config.yaml"},
 		{name: "missing configmap", file: "deployment.yaml", old: "name: extauthz-config", new: "name: extauthz-cfg", want: `ConfigMap "extauthz-cfg"`},
@@ -76,9 +101,13 @@ func TestMutationsFail(t *testing.T) {
 		{name: "netpol wrong port", file: "networkpolicy.yaml", old: "        - port: 9192\n", new: "        - port: 9000\n", want: "port 9000 is not a container port"},
 		{name: "netpol open ingress", file: "networkpolicy.yaml", old: "  ingress:\n    - from:", new: "  ingress:\n    - ports: [{port: 9191}]\n    - from:", want: "admits every source"},
 		{name: "netpol open egress", file: "networkpolicy.yaml", old: "  egress:\n", new: "  egress:\n    - to: [{ipBlock: {cidr: 0.0.0.0/0}}]\n", want: "allows every port"},
+		{name: "netpol without the merged metrics port", file: "networkpolicy.yaml", old: "        - port: 15020\n          protocol: TCP\n", new: "", want: "admits the admin port but not 15020"},
+		{name: "netpol merged metrics port to callers", file: "networkpolicy.yaml", old: "        - port: 9192\n          protocol: TCP\n", new: "        - port: 9192\n          protocol: TCP\n        - port: 15020\n          protocol: TCP\n", want: "opens Istio's status port 15020 outside the metrics rule"},
 		{name: "netpol no dns", file: "networkpolicy.yaml", old: "        - port: 53\n          protocol: UDP", new: "        - port: 54\n          protocol: UDP", want: "UDP/53"},
 		{name: "config port mismatch", file: "configmap.yaml", old: `grpc_addr: ":9191"`, new: `grpc_addr: ":50051"`, want: "grpc_addr"},
 		{name: "config without providers", file: "configmap.yaml", old: "    providers:\n", new: "    providerz: []\n    unused:\n", want: "providerz"},
+		{name: "forward auth source auto", file: "configmap.yaml", old: "forward_auth_source: request", new: "forward_auth_source: auto", want: `forward_auth_source "auto"`},
+		{name: "forward auth source unset", file: "configmap.yaml", old: "    forward_auth_source: request\n", new: "", want: "forward_auth_source"},
 		{name: "rule both public and scoped", file: "configmap.yaml", old: "        public: true", new: "        public: true\n        scopes: [read]", want: "cannot be both public and require scopes"},
 		{name: "namespace mismatch", file: "pdb.yaml", old: "namespace: extauthz", new: "namespace: default", want: `namespace "default"`},
 		{name: "resource not listed", file: "kustomization.yaml", old: "  - pdb.yaml\n", new: "", want: "pdb.yaml is not listed"},

@@ -22,9 +22,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	psaapi "k8s.io/pod-security-admission/api"
 )
 
 const (
@@ -135,6 +137,19 @@ func (w *workload) check() error {
 		return p.err()
 	}
 	podLabels := labels.Set(pod.Labels)
+
+	// The pod passes Pod Security "restricted", and the shipped namespace
+	// enforces it (and audits and warns at it).
+	if err := checkPodSecurity(psaapi.LevelRestricted, &pod.ObjectMeta, &pod.Spec); err != nil {
+		p.addf("Deployment %s: pod template %v", d.Name, err)
+	}
+	for _, ns := range w.namespaces {
+		for _, l := range podSecurityLabels {
+			if got := ns.Labels[l]; got != string(psaapi.LevelRestricted) {
+				p.addf("Namespace %s: label %s is %q, want %q", ns.Name, l, got, psaapi.LevelRestricted)
+			}
+		}
+	}
 
 	// Services select the pods and target declared ports.
 	if len(w.services) == 0 {
@@ -405,16 +420,41 @@ func (w *workload) checkDeployment(p *problems) {
 		p.addf("%s: capabilities must drop ALL and add none", cw)
 	}
 
-	// Resources.
-	for _, r := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+	// Resources: requests and limits for CPU, memory and ephemeral storage.
+	// The memory request is the limit: a pod using more memory than it
+	// requested is among the first the kubelet evicts under node memory
+	// pressure, and every protected request needs the authorizer.
+	for _, r := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory, corev1.ResourceEphemeralStorage} {
 		req, okReq := c.Resources.Requests[r]
 		lim, okLim := c.Resources.Limits[r]
-		if !okReq || !okLim {
+		switch {
+		case !okReq || !okLim:
 			p.addf("%s: %s needs both a request and a limit", cw, r)
-		} else if req.Cmp(lim) > 0 {
+		case req.Cmp(lim) > 0:
 			p.addf("%s: %s request %s is above the limit %s", cw, r, req.String(), lim.String())
+		case r == corev1.ResourceMemory && req.Cmp(lim) != 0:
+			p.addf("%s: memory request %s is below the limit %s: an early eviction candidate under node memory pressure; request the limit", cw, req.String(), lim.String())
 		}
 	}
+	// The pod's ephemeral storage limit (its containers') must hold its
+	// emptyDir volumes, which count against it.
+	if lim, ok := c.Resources.Limits[corev1.ResourceEphemeralStorage]; ok {
+		var dirs resource.Quantity
+		for _, v := range spec.Volumes {
+			if v.EmptyDir == nil || v.EmptyDir.Medium == corev1.StorageMediumMemory {
+				continue
+			}
+			if v.EmptyDir.SizeLimit == nil {
+				p.addf("%s: emptyDir %s has no sizeLimit", where, v.Name)
+				continue
+			}
+			dirs.Add(*v.EmptyDir.SizeLimit)
+		}
+		if dirs.Cmp(lim) >= 0 {
+			p.addf("%s: ephemeral-storage limit %s does not cover the emptyDir volumes (%s) and the container's logs", cw, lim.String(), dirs.String())
+		}
+	}
+	checkGoMemLimit(p, cw, c)
 
 	// Spread across nodes.
 	spread := false
@@ -470,16 +510,6 @@ func (w *workload) checkDeployment(p *problems) {
 	env := map[string]string{}
 	for _, e := range c.Env {
 		env[e.Name] = e.Value
-		// The Go runtime's memory limit follows this container's limit.
-		if e.Name == "GOMEMLIMIT" {
-			if r := e.ValueFrom; r == nil || r.ResourceFieldRef == nil || r.ResourceFieldRef.Resource != "limits.memory" ||
-				(r.ResourceFieldRef.ContainerName != "" && r.ResourceFieldRef.ContainerName != c.Name) ||
-				(!r.ResourceFieldRef.Divisor.IsZero() && r.ResourceFieldRef.Divisor.Value() != 1) {
-				p.addf("%s: GOMEMLIMIT is not this container's limits.memory in bytes", cw)
-			} else if _, ok := c.Resources.Limits[corev1.ResourceMemory]; !ok {
-				p.addf("%s: GOMEMLIMIT follows limits.memory, but the container sets no memory limit", cw)
-			}
-		}
 	}
 	if v, ok := env["GOGC"]; ok && v != "off" {
 		if n, err := strconv.Atoi(v); err != nil || n <= 0 {
@@ -593,6 +623,7 @@ func (w *workload) checkNetworkPolicy(p *problems, np *networkingv1.NetworkPolic
 		p.addf("%s: policyTypes %v, want Ingress and Egress", where, np.Spec.PolicyTypes)
 	}
 	admitted := map[string]bool{}
+	merging := istioMergesMetrics(w.deployment.Spec.Template.Annotations)
 	for i, r := range np.Spec.Ingress {
 		if len(r.From) == 0 {
 			p.addf("%s: ingress rule %d admits every source", where, i)
@@ -600,9 +631,14 @@ func (w *workload) checkNetworkPolicy(p *problems, np *networkingv1.NetworkPolic
 		if len(r.Ports) == 0 {
 			p.addf("%s: ingress rule %d opens every port", where, i)
 		}
+		var admin, status bool
 		for _, pt := range r.Ports {
 			if pt.Port == nil {
 				p.addf("%s: ingress rule %d opens every port", where, i)
+				continue
+			}
+			if *pt.Port == intstr.FromInt32(istioStatusPort) {
+				status = true // an injected sidecar's agent, not a container port of ours
 				continue
 			}
 			cp, ok := containerPort(c, *pt.Port)
@@ -611,6 +647,17 @@ func (w *workload) checkNetworkPolicy(p *problems, np *networkingv1.NetworkPolic
 				continue
 			}
 			admitted[cp.Name] = true
+			admin = admin || cp.Name == "admin"
+		}
+		// With a sidecar, Istio's injector points prometheus.io/port at its
+		// agent's status port (metrics merging): whoever may scrape the
+		// admin port must reach that port too, or scraping stops the day the
+		// pod gets a sidecar.
+		switch {
+		case admin && merging && !status:
+			p.addf("%s: ingress rule %d admits the admin port but not %d, where Prometheus scrapes once a sidecar merges the metrics (or annotate the pod %s: \"false\")", where, i, istioStatusPort, istioMergeMetricsAnnotation)
+		case status && !admin:
+			p.addf("%s: ingress rule %d opens Istio's status port %d outside the metrics rule", where, i, istioStatusPort)
 		}
 	}
 	for _, name := range []string{"grpc", "http"} {
@@ -708,8 +755,14 @@ func claimHeaders(cfg *config.Config) []string {
 }
 
 // checkConfig cross-checks the config file's listen addresses with the
-// container ports.
+// container ports, and checks that the HTTP check reads the original request
+// from one place.
 func (w *workload) checkConfig(p *problems, cfg *config.Config, c *corev1.Container) {
+	// auto would accept either header family, so a proxy that passes client
+	// headers on would let a client pick the path that is checked.
+	if cfg.ForwardAuthSource == "" || cfg.ForwardAuthSource == authz.SourceAuto {
+		p.addf("config forward_auth_source %q: pin it to the front (request for Istio and Envoy's HTTP mode)", cfg.ForwardAuthSource)
+	}
 	for _, a := range []struct{ key, port, addr string }{
 		{"grpc_addr", "grpc", cfg.GRPCAddr},
 		{"http_addr", "http", cfg.HTTPAddr},

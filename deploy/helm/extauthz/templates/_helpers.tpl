@@ -69,6 +69,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
   "clock_skew" .Values.clockSkew
   "log_level" .Values.logLevel
   "log_format" .Values.logFormat
+  "forward_auth_source" .Values.forwardAuthSource
 }}
 {{- if .Values.claimHeaders }}
 {{- $_ := set $cfg "claim_headers" .Values.claimHeaders }}

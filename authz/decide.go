@@ -196,7 +196,7 @@ func (s *Server) routeOf(ctx context.Context, r Request) (route, problem) {
 			s.warnUnknownPolicy(ctx, name)
 			return route{}, problem{UnknownPolicy, UnknownPolicy.Message()}
 		}
-		return s.rules.named(p, r.Method, r.Host), problem{}
+		return s.rules.named(p, r.Path, r.Method, r.Host), problem{}
 	}
 	if s.rules.methods && r.Method == "" {
 		return route{}, problem{InvalidRequest, msgNoMethod}
@@ -220,7 +220,7 @@ func (s *Server) authorize(ctx context.Context, r Request, rt *route, f *finding
 			return true
 		}
 		if in == nil {
-			in = s.policyInput(r, f.v)
+			in = s.policyInput(r, rt.path, f.v)
 		}
 		switch verdict, err := ru.c.Authorize(in); verdict {
 		case policy.Satisfied:
@@ -238,19 +238,16 @@ func (s *Server) authorize(ctx context.Context, r Request, rt *route, f *finding
 }
 
 // policyInput is what conditions read of r and its verified token.
-func (s *Server) policyInput(r Request, v verified) *policy.Input {
-	path, _ := variants(r.Path, nil)
-	in := &policy.Input{
+// path is the strict reading of the request's path, the one the rules
+// matched.
+func (s *Server) policyInput(r Request, path string, v verified) *policy.Input {
+	return &policy.Input{
 		Claims:  v.norm,
 		Scopes:  v.scopes,
-		Request: policy.Request{Method: r.Method, Host: r.Host, Scheme: r.Scheme, Headers: r.Headers},
+		Request: policy.Request{Method: r.Method, Path: path, Host: r.Host, Scheme: r.Scheme, Headers: r.Headers},
 		Source:  policy.Source{Address: r.SourceAddress, Principal: r.SourcePrincipal},
 		Context: r.ContextExtensions,
 	}
-	if len(path) > 0 {
-		in.Request.Path = path[0] // the strict reading the rules matched
-	}
-	return in
 }
 
 // warnUnknownPolicy logs, at most once a minute, that Envoy's route names a

@@ -215,8 +215,9 @@ func (rs *ruleSet) first(p string, folded bool, method, host string) *rule {
 // route is what the rules ask of one request: the rules every reading of its
 // path (and method) meets, merged so that the strictest wins.
 type route struct {
-	tooLong bool // refused: see MaxSlowPathBytes
-	public  bool // every reading met a public rule
+	tooLong bool   // refused: see MaxSlowPathBytes
+	path    string // the strict reading of the path, the one conditions see
+	public  bool   // every reading met a public rule
 	deny    bool // some reading met a deny rule
 	scopes  []string
 	rule    string // the path of the rule that decided, for the record
@@ -245,7 +246,7 @@ func (rs *ruleSet) routeFor(target, method, host string) route {
 	}
 	var two [2]string // a plain target's folded readings, likewise
 	fs, sane := folds(vs, two[:0])
-	rt := route{public: ok && sane}
+	rt := route{public: ok && sane, path: vs[0]}
 	upper := method
 	if rs.methods {
 		upper = strings.ToUpper(method)
@@ -271,8 +272,11 @@ func policyFor(rs *ruleSet, target string) route { return rs.routeFor(target, "G
 
 // named is the route of a named policy: the policy, when the request's
 // method and host are among its own (else a denial).
-func (rs *ruleSet) named(p *rule, method, host string) route {
+func (rs *ruleSet) named(p *rule, target, method, host string) route {
 	rt := route{public: p.public, deny: p.deny, scopes: p.scopes, rule: p.path, first: p}
+	if vs, _ := variants(target, nil); len(vs) > 0 {
+		rt.path = vs[0]
+	}
 	if p.cond && !p.c.Matches(method, host) && !p.c.Matches(strings.ToUpper(method), host) {
 		rt.public, rt.deny = false, true
 	}

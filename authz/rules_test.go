@@ -26,8 +26,10 @@ var namedPolicies = map[string]Rule{
 	"writers": {Methods: []string{"POST"}, Scopes: []string{"write:messages"}},
 }
 
+// policyWorld is a world with the example rules whose provider A is
+// cacheable, so that a repeated check answers from the token cache.
 func policyWorld(t testing.TB, mutate func(*Config)) world {
-	return newWorld(t, func(c *Config) {
+	cw := newCacheWorld(t, func(c *Config) {
 		c.Rules = policyRules2
 		c.Policies = namedPolicies
 		c.MetadataClaims = []string{"tenant", "realm_access.roles"}
@@ -39,6 +41,7 @@ func policyWorld(t testing.TB, mutate func(*Config)) world {
 			mutate(c)
 		}
 	})
+	return world{srv: cw.srv}
 }
 
 func tokenWith(t testing.TB, kv ...any) string {
@@ -106,6 +109,9 @@ func TestPolicyRules(t *testing.T) {
 				if d := w.srv.Decide(t.Context(), r); d.Reason != tc.want {
 					t.Errorf("Decide #%d = %q, want %q", i+1, d.Reason, tc.want)
 				}
+			}
+			if st := w.srv.CacheStats(); tc.token != "" && tc.want != PolicyDenied && st.Hits == 0 && tc.path != "/internal" {
+				t.Errorf("no cache hit: %+v", st)
 			}
 			extra := []string{":authority", host}
 			for k, v := range tc.headers {

@@ -218,7 +218,7 @@ type route struct {
 	tooLong bool   // refused: see MaxSlowPathBytes
 	path    string // the strict reading of the path, the one conditions see
 	public  bool   // every reading met a public rule
-	deny    bool // some reading met a deny rule
+	deny    bool   // some reading met a deny rule
 	scopes  []string
 	rule    string // the path of the rule that decided, for the record
 	// first and more are the distinct rules met: their requirements beyond

@@ -120,6 +120,13 @@ type Config struct {
 	// an allowed CheckResponse carries in dynamic_metadata, beside sub, iss,
 	// provider and scope.
 	MetadataClaims []string
+	// Shadow turns every denial into a shadow allow (--enforce=false, for
+	// a first rollout): decided, logged ("shadow": true) and counted
+	// (result shadow_deny), but let through. Internal errors still deny.
+	Shadow bool
+	// DenyDetail adds X-Extauthz-Reason (the reason only) to denials. Off
+	// by default: it tells a client, an attacker too, which check failed.
+	DenyDetail bool
 	// ClaimHeaders maps an upstream header name to the claim it carries. A
 	// claim name matches exactly first (namespaced claims such as
 	// "https://example.com/roles" are common); otherwise dots descend into

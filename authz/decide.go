@@ -37,23 +37,6 @@ const (
 	StageRender Stage = "render"
 )
 
-// Trace collects the steps of one decision, for explaining it. Set
-// Request.Trace to collect; a nil Trace collects nothing and costs a nil
-// check per stage.
-type Trace struct {
-	Steps []Step
-}
-
-// Step is what one stage found.
-type Step struct {
-	Stage  Stage
-	Detail string
-}
-
-func (t *Trace) add(stage Stage, format string, args ...any) {
-	t.Steps = append(t.Steps, Step{Stage: stage, Detail: fmt.Sprintf(format, args...)})
-}
-
 // Decide makes the decision for one request. It never panics: a panic in any
 // stage (or in the observer or logger) is an Internal denial, recorded. It
 // allows only when the path is public, or a configured provider's key
@@ -106,7 +89,7 @@ func (s *Server) decide(ctx context.Context, r Request) (Decision, findings) {
 			d = s.denyWith(InvalidRequest, msgNoPath, nil)
 		}
 		if tr != nil {
-			tr.add(StageRequest, "%s", d.Reason.Message())
+			tr.add(StageRequest, "request", false, "%s", d.Body)
 		}
 		return d, f
 	}
@@ -116,30 +99,30 @@ func (s *Server) decide(ctx context.Context, r Request) (Decision, findings) {
 	f.rule = rt.rule
 	if bad.reason != "" {
 		if tr != nil {
-			tr.add(StageRoute, "%s", bad.message)
+			tr.add(StageRoute, "request", false, "%s", bad.message)
 		}
 		return s.denyWith(bad.reason, bad.message, nil), f
 	}
 	if tr != nil {
-		tr.add(StageRoute, "rule %q: public %v, deny %v, scopes %q (every reading of %s %q)", rt.rule, rt.public, rt.deny, rt.scopes, r.Method, pathOnly(r.Path))
+		s.traceRoute(tr, r, rt)
 	}
 	if rt.tooLong {
 		return s.deny(PathTooLong, nil), f
 	}
 	if rt.deny {
 		// A deny rule denies every request, with a token or without.
-		return s.deny(PolicyDenied, nil), f
+		return s.shadowed(s.deny(PolicyDenied, nil), rt, verified{}), f
 	}
 
 	// token, verify
 	token, reason := s.bearer(r.Authorization)
 	if tr != nil {
-		tr.add(StageToken, "%s", tokenStep(reason))
+		tr.add(StageToken, "bearer", reason == "", "%s", tokenStep(reason))
 	}
 	if reason == "" {
 		f.v = s.verify(ctx, token)
 		if tr != nil {
-			tr.add(StageVerify, "%s (provider %q, kid %q)", f.v.reason, f.v.provider, f.v.kid)
+			s.traceVerify(tr, token, f.v)
 		}
 	} else {
 		f.v.reason = reason
@@ -161,22 +144,41 @@ func (s *Server) decide(ctx context.Context, r Request) (Decision, findings) {
 	}
 	d.Provider = f.v.provider
 	if tr != nil {
-		tr.add(StageAuthorize, "%s", d.Reason)
+		if f.v.reason == Allowed {
+			tr.add(StageAuthorize, "scopes", hasScopes(f.v.scopes, rt.scopes), "required %q, granted %q", rt.scopes, f.v.scopes)
+		}
+		tr.add(StageAuthorize, "decision", d.Allowed(), "%s", d.Reason)
 	}
+	d = s.shadowed(d, rt, f.v)
 
 	// render
 	if d.Allowed() {
 		v := f.v
-		if d.Reason == Public && v.reason != Allowed {
-			v = verified{}
+		if v.reason != Allowed {
+			v = verified{} // anonymous: public, or a shadow-allowed denial
 		}
 		d.Headers, d.Remove = s.claimHeadersFor(v, r.HeaderNames)
 		d.Metadata = v.metadata
 		if tr != nil {
-			tr.add(StageRender, "set %d claim headers, remove %q", len(d.Headers), d.Remove)
+			names := make([]string, len(d.Headers))
+			for i, h := range d.Headers {
+				names[i] = h.Name
+			}
+			tr.add(StageRender, "headers", true, "set %q, remove %q", names, d.Remove)
 		}
 	}
 	return d, f
+}
+
+// shadowed turns a denial into a shadow allow when it is not enforced: the
+// server runs with enforcement off, or every rule the route met says
+// enforce: false. The denial is still recorded (reason, result shadow_deny).
+// An internal error is never shadowed.
+func (s *Server) shadowed(d Decision, rt route, v verified) Decision {
+	if d.Allowed() || d.Reason == Internal || s.enforce && !rt.shadow {
+		return d
+	}
+	return Decision{Reason: d.Reason, Shadow: true, Provider: d.Provider}
 }
 
 // problem is a denial found before any rule applies.
@@ -307,11 +309,12 @@ func (s *Server) record(ctx context.Context, r Request, d Decision, f findings, 
 		Path:     bound(pathOnly(r.Path)),
 		KID:      bound(f.v.kid),
 		Duration: elapsed,
+		Shadow:   d.Shadow,
 	}
 	if d.Reason == Public && f.v.reason != Allowed && f.v.reason != MissingToken && f.v.reason != "" {
 		e.TokenIgnored = f.v.reason
 	}
-	if !d.Allowed() {
+	if !d.Reason.Allow() {
 		e.Err = f.v.err
 	}
 	if s.obs != nil {
@@ -319,7 +322,7 @@ func (s *Server) record(ctx context.Context, r Request, d Decision, f findings, 
 	}
 	level := slog.LevelInfo
 	msg := "check denied"
-	if d.Allowed() {
+	if d.Reason.Allow() {
 		level, msg = slog.LevelDebug, "check allowed"
 	}
 	if !s.log.Enabled(ctx, level) {
@@ -343,6 +346,9 @@ func (s *Server) record(ctx context.Context, r Request, d Decision, f findings, 
 	}
 	if e.TokenIgnored != "" {
 		attrs = append(attrs, slog.String("token_ignored", string(e.TokenIgnored)))
+	}
+	if e.Shadow {
+		attrs = append(attrs, slog.Bool("shadow", true))
 	}
 	s.log.LogAttrs(context.WithoutCancel(ctx), level, msg, attrs...)
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // eventLog is an Observer that keeps every Event.
@@ -103,9 +104,11 @@ func TestDecideTrace(t *testing.T) {
 			}
 			var got []Stage
 			for _, s := range tr.Steps {
-				got = append(got, s.Stage)
-				if s.Detail == "" {
-					t.Errorf("stage %s without detail", s.Stage)
+				if len(got) == 0 || got[len(got)-1] != s.Stage {
+					got = append(got, s.Stage)
+				}
+				if s.Detail == "" || s.Check == "" {
+					t.Errorf("stage %s without check or detail: %+v", s.Stage, s)
 				}
 			}
 			if !slices.Equal(got, tc.stages) {
@@ -166,5 +169,111 @@ func TestREADMENamesEveryReason(t *testing.T) {
 	}
 	if !sameSet(named, want) {
 		t.Errorf("README names reasons %q, want %q", named, want)
+	}
+}
+
+// TestDecideTraceShowsTheChecks: a traced decision shows the token decoded
+// (never verified by the trace itself), the provider, the signature, every
+// time claim and the audience, every reading of the path with its rule, and
+// the scopes required and granted.
+func TestDecideTraceShowsTheChecks(t *testing.T) {
+	w := newWorld(t, nil)
+	tok := mint(t, tokenSpec{claims: with(claimsA(), "exp", testNow.Add(-time.Hour).Unix())})
+	tr := &Trace{}
+	d := w.srv.Decide(t.Context(), Request{Method: "GET", Path: "/public/%2e%2e/admin", Authorization: bearer(tok), Trace: tr})
+	if d.Reason != Expired {
+		t.Fatalf("reason %q", d.Reason)
+	}
+	checks := map[string]Step{}
+	for _, s := range tr.Steps {
+		checks[string(s.Stage)+"/"+s.Check] = s
+	}
+	for key, ok := range map[string]bool{"verify/issuer": true, "verify/algorithm": true, "verify/key": true, "verify/signature": true,
+		"verify/exp": false, "verify/aud": true, "verify/result": false, "route/reading": true, "authorize/decision": false} {
+		s, found := checks[key]
+		if !found || s.OK != ok {
+			t.Errorf("%s: %+v (found %v), want ok %v", key, s, found, ok)
+		}
+	}
+	if tr.Verified || tr.Claims["sub"] != subject || tr.Header["kid"] != kidA {
+		t.Errorf("decoded token: verified %v, claims %v, header %v", tr.Verified, tr.Claims, tr.Header)
+	}
+	if !strings.Contains(checks["route/merged"].Detail, `scopes ["admin"]`) {
+		t.Errorf("merged route %+v does not require admin", checks["route/merged"])
+	}
+}
+
+// TestShadow: a rule with enforce: false, or the whole server with
+// --enforce=false, turns denials into shadow allows: the decision is made
+// and recorded (reason, shadow), the request passes, and no claim header is
+// set from a token that did not verify.
+func TestShadow(t *testing.T) {
+	obs := &eventLog{}
+	valid := mint(t, tokenSpec{})
+	t.Run("per rule", func(t *testing.T) {
+		w := newWorld(t, func(c *Config) {
+			c.Observer = obs
+			c.Rules = []Rule{{Path: "/new", Scopes: []string{"admin"}, Shadow: true}, {Path: "/admin", Scopes: []string{"admin"}}}
+		})
+		d := w.srv.Decide(t.Context(), Request{Path: "/new/x", Authorization: bearer(valid)})
+		e := obs.last(t)
+		if !d.Allowed() || d.Status() != 200 || !d.Shadow || d.Reason != InsufficientScope || !e.Shadow || e.Reason != InsufficientScope {
+			t.Errorf("shadow rule: %+v, event %+v", d, e)
+		}
+		if len(d.Headers) == 0 || d.Headers[0].Name != "x-jwt-payload" {
+			t.Errorf("a valid token's claim headers are set on a shadow allow: %+v", d.Headers)
+		}
+		d = w.srv.Decide(t.Context(), Request{Path: "/new", Authorization: bearer(mint(t, tokenSpec{key: testKeys().keyEvil}))})
+		if !d.Allowed() || d.Reason != BadSignature || len(d.Headers) != 0 || !slices.Contains(d.Remove, "x-jwt-sub") {
+			t.Errorf("shadow rule, forged token: %+v (no claim header may be set, all removed)", d)
+		}
+		if d := w.srv.Decide(t.Context(), Request{Path: "/admin", Authorization: bearer(valid)}); d.Allowed() {
+			t.Errorf("an enforced rule let %q through", d.Reason)
+		}
+		// A reading that meets an enforced rule keeps the denial.
+		if d := w.srv.Decide(t.Context(), Request{Path: "/new/%2e%2e/admin", Authorization: bearer(valid)}); d.Allowed() {
+			t.Errorf("a path reaching an enforced rule through dot segments was let through (%q)", d.Reason)
+		}
+		res := CheckResponse(w.srv.Decide(t.Context(), Request{Path: "/new", Authorization: bearer(valid)}))
+		if res.GetOkResponse() == nil {
+			t.Errorf("shadow allow over gRPC: %v", res)
+		}
+	})
+	t.Run("server", func(t *testing.T) {
+		w := newWorld(t, func(c *Config) { c.Observer = obs; c.Shadow = true })
+		for _, r := range []Request{{Path: "/protected"}, {Path: "/admin", Authorization: bearer(valid)}, {Path: "/protected", Authorization: bearer("x.y.z")}} {
+			d := w.srv.Decide(t.Context(), r)
+			if !d.Allowed() || !d.Shadow || obs.last(t).Reason == Allowed {
+				t.Errorf("%s: %+v", r.Path, d)
+			}
+		}
+		w.keysA.panics.Store(true)
+		if d := w.srv.Decide(t.Context(), Request{Path: "/protected", Authorization: bearer(mint(t, tokenSpec{claims: with(claimsA(), "jti", "p")}))}); d.Allowed() {
+			t.Errorf("an internal error was shadowed: %+v", d)
+		}
+	})
+}
+
+// TestDenyDetail: --deny-detail names the reason in X-Extauthz-Reason on
+// denials, over gRPC and HTTP; off by default.
+func TestDenyDetail(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		w := newWorld(t, func(c *Config) { c.DenyDetail = on; c.ForwardAuthSource = SourceRequest })
+		expired := mint(t, tokenSpec{claims: with(claimsA(), "exp", testNow.Add(-time.Hour).Unix())})
+		res := CheckResponse(w.srv.Decide(t.Context(), Request{Path: "/protected", Authorization: bearer(expired)}))
+		got := ""
+		for _, h := range res.GetDeniedResponse().GetHeaders() {
+			if h.GetHeader().GetKey() == "x-extauthz-reason" {
+				got = h.GetHeader().GetValue()
+			}
+		}
+		r := doHTTP(t, startHTTP(t, w.srv), "GET", "/protected", http.Header{"Authorization": bearer(expired)})
+		want := ""
+		if on {
+			want = "expired"
+		}
+		if got != want || r.header.Get("X-Extauthz-Reason") != want {
+			t.Errorf("deny detail %v: gRPC %q, HTTP %q, want %q", on, got, r.header.Get("X-Extauthz-Reason"), want)
+		}
 	}
 }

@@ -67,17 +67,30 @@ type Decision struct {
 	// On deny: the RFC 6750 challenge ("" for none) and the JSON body.
 	WWWAuthenticate string
 	Body            string
+	// Detail: name the reason in an X-Extauthz-Reason header
+	// (Config.DenyDetail).
+	Detail bool
+	// Shadow: the decision was Reason, a denial, but it is not enforced
+	// (shadow mode): the request is allowed, without claim headers unless
+	// its token verified.
+	Shadow bool
 	// Metadata is Envoy's dynamic_metadata for the other filters: on allow
 	// with a token, sub, iss, provider, scope and the configured metadata
 	// claims; on deny, the reason. Shared: never modify it.
 	Metadata *structpb.Struct
 }
 
-// Allowed reports whether the decision lets the request through.
-func (d Decision) Allowed() bool { return d.Reason.Allow() }
+// Allowed reports whether the decision lets the request through: an allow,
+// or a denial in shadow mode.
+func (d Decision) Allowed() bool { return d.Reason.Allow() || d.Shadow }
 
 // Status is the HTTP status for the decision.
-func (d Decision) Status() int { return d.Reason.Status() }
+func (d Decision) Status() int {
+	if d.Shadow {
+		return 200
+	}
+	return d.Reason.Status()
+}
 
 // Event is one decision as metrics, traces and logs see it: everything they
 // need, so that none of them reads the request again.
@@ -93,6 +106,8 @@ type Event struct {
 	// TokenIgnored is why a public request's token did not verify.
 	TokenIgnored Reason
 	Duration     time.Duration
+	// Shadow: Reason is a denial that was not enforced (shadow mode).
+	Shadow bool
 }
 
 // Observer receives every decision.

@@ -140,6 +140,12 @@ func CheckResponse(d Decision) *authv3.CheckResponse {
 			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
 		}},
 	}
+	if d.Detail {
+		denied.Headers = append(denied.Headers, &corev3.HeaderValueOption{
+			Header:       &corev3.HeaderValue{Key: "x-extauthz-reason", Value: string(d.Reason)},
+			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+		})
+	}
 	if d.WWWAuthenticate != "" {
 		denied.Headers = append(denied.Headers, &corev3.HeaderValueOption{
 			Header:       &corev3.HeaderValue{Key: "www-authenticate", Value: d.WWWAuthenticate},

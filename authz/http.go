@@ -207,6 +207,9 @@ func (s *Server) writeDecision(w http.ResponseWriter, d Decision) {
 		return
 	}
 	h.Set("Content-Type", "application/json")
+	if d.Detail {
+		h.Set("X-Extauthz-Reason", string(d.Reason))
+	}
 	if d.WWWAuthenticate != "" {
 		h.Set("WWW-Authenticate", d.WWWAuthenticate)
 	}

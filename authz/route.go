@@ -22,6 +22,7 @@ type rule struct {
 	scopes []string
 	c      *policy.Compiled
 	cond   bool // c matches only some methods or hosts
+	shadow bool // enforce: false
 }
 
 // matches reports whether the rule's path matches p, an exact reading of a
@@ -107,7 +108,7 @@ func compileRules(in []Rule, named map[string]Rule, env *policy.Env) (*ruleSet, 
 		}
 		fold := foldPath(p)
 		rs.list = append(rs.list, rule{path: p, fold: fold, cased: fold != p, public: c.Public, deny: c.Deny,
-			scopes: c.Scopes, c: c, cond: c.HasConditions()})
+			scopes: c.Scopes, c: c, cond: c.HasConditions(), shadow: c.Shadow})
 		rs.note(c)
 	}
 	if len(rs.list) >= indexFrom {
@@ -143,7 +144,7 @@ func compileRules(in []Rule, named map[string]Rule, env *policy.Env) (*ruleSet, 
 		if rs.policies == nil {
 			rs.policies = make(map[string]*rule, len(named))
 		}
-		rs.policies[name] = &rule{path: "policy " + name, public: c.Public, deny: c.Deny, scopes: c.Scopes, c: c, cond: c.HasConditions()}
+		rs.policies[name] = &rule{path: "policy " + name, public: c.Public, deny: c.Deny, scopes: c.Scopes, c: c, cond: c.HasConditions(), shadow: c.Shadow}
 		rs.note(c)
 	}
 	return rs, nil
@@ -219,6 +220,7 @@ type route struct {
 	path    string // the strict reading of the path, the one conditions see
 	public  bool   // every reading met a public rule
 	deny    bool   // some reading met a deny rule
+	shadow  bool   // every reading met a rule, and every rule met is not enforced
 	scopes  []string
 	rule    string // the path of the rule that decided, for the record
 	// first and more are the distinct rules met: their requirements beyond
@@ -246,7 +248,7 @@ func (rs *ruleSet) routeFor(target, method, host string) route {
 	}
 	var two [2]string // a plain target's folded readings, likewise
 	fs, sane := folds(vs, two[:0])
-	rt := route{public: ok && sane, path: vs[0]}
+	rt := route{public: ok && sane, path: vs[0], shadow: true}
 	upper := method
 	if rs.methods {
 		upper = strings.ToUpper(method)
@@ -273,7 +275,7 @@ func policyFor(rs *ruleSet, target string) route { return rs.routeFor(target, "G
 // named is the route of a named policy: the policy, when the request's
 // method and host are among its own (else a denial).
 func (rs *ruleSet) named(p *rule, target, method, host string) route {
-	rt := route{public: p.public, deny: p.deny, scopes: p.scopes, rule: p.path, first: p}
+	rt := route{public: p.public, deny: p.deny, scopes: p.scopes, rule: p.path, first: p, shadow: p.shadow}
 	if vs, _ := variants(target, nil); len(vs) > 0 {
 		rt.path = vs[0]
 	}
@@ -287,6 +289,9 @@ func (rs *ruleSet) named(p *rule, target, method, host string) route {
 func (rt *route) merge(r *rule) {
 	if r == nil || !r.public {
 		rt.public = false
+	}
+	if r == nil || !r.shadow {
+		rt.shadow = false
 	}
 	if r == nil {
 		return

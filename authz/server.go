@@ -30,6 +30,8 @@ type Server struct {
 	algs           []string // every provider's algorithms
 	rules          *ruleSet
 	metadataClaims []string
+	enforce        bool // false: every denial is a shadow allow
+	denyDetail     bool
 	// Rates of unknown_policy ERROR lines: per name, and one for the names
 	// beyond maxUnknownPolicyNames.
 	unknownPolicies    sync.Map // name -> *everyMinute
@@ -177,6 +179,7 @@ func New(cfg Config) (*Server, error) {
 		}
 	}
 	s.metadataClaims = slices.Clone(cfg.MetadataClaims)
+	s.enforce, s.denyDetail = !cfg.Shadow, cfg.DenyDetail
 
 	headers := cfg.ClaimHeaders
 	if len(headers) == 0 {

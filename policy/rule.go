@@ -36,6 +36,10 @@ type Rule struct {
 	// When is a CEL condition that must be true (see [NewEnv] for what it
 	// may read).
 	When string
+	// Shadow (enforce: false in the file) makes the rule's denials shadow
+	// allows: decided, logged and counted, but let through, to roll a rule
+	// out safely.
+	Shadow bool
 	// Where names the rule in errors, "file:line" or "rule 3".
 	Where string
 }
@@ -45,6 +49,7 @@ type Compiled struct {
 	Path    string
 	Public  bool
 	Deny    bool
+	Shadow  bool
 	Scopes  []string
 	methods []string // sorted; nil: any
 	hosts   []host   // nil: any
@@ -76,7 +81,7 @@ func Compile(r Rule, env *Env) (*Compiled, error) {
 }
 
 func compile(r Rule, env *Env) (*Compiled, error) {
-	c := &Compiled{Path: r.Path, Public: r.Public, Deny: r.Deny, Scopes: slices.Clone(r.Scopes)}
+	c := &Compiled{Path: r.Path, Public: r.Public, Deny: r.Deny, Shadow: r.Shadow, Scopes: slices.Clone(r.Scopes)}
 	switch {
 	case r.Public && r.Deny:
 		return nil, errors.New("a rule cannot be both public and deny")

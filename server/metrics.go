@@ -82,12 +82,15 @@ func newMetrics(caches func() []*jwks.Cache, tokenCache func() authz.CacheStats,
 // ObserveCheck implements authz.Observer.
 func (m *metrics) ObserveCheck(_ context.Context, e authz.Event) {
 	provider, reason, d := e.Provider, e.Reason, e.Duration
-	k := checkSeries{provider, reason}
+	k := checkSeries{provider, reason, e.Shadow}
 	c, ok := m.bound.Load(k)
 	if !ok {
 		result := "deny"
-		if reason.Allow() {
+		switch {
+		case reason.Allow():
 			result = "allow"
+		case e.Shadow:
+			result = "shadow_deny" // decided as a denial, let through (shadow mode)
 		}
 		c, _ = m.bound.LoadOrStore(k, m.checks.WithLabelValues(provider, string(reason), result))
 	}
@@ -102,6 +105,7 @@ func (m *metrics) ObserveCheck(_ context.Context, e authz.Event) {
 type checkSeries struct {
 	provider string
 	reason   authz.Reason
+	shadow   bool
 }
 
 // reloaded records a configuration load: the initial one (counted as no

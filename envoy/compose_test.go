@@ -386,7 +386,8 @@ func TestComposeV1(t *testing.T) {
 }
 
 // TestDemoAuthzConfig checks that the rules mounted into ext_authz are the
-// demo's: /public public, /admin needs the admin scope, nothing else.
+// demo's: /public public, /admin needs the admin scope, nothing else; and
+// that the policy envoy.yaml's /admin route names asks for the same.
 func TestDemoAuthzConfig(t *testing.T) {
 	type rule struct {
 		Path   string   `yaml:"path"`
@@ -395,6 +396,7 @@ func TestDemoAuthzConfig(t *testing.T) {
 	}
 	var cfg struct {
 		Rules        []rule            `yaml:"rules"`
+		Policies     map[string]rule   `yaml:"policies"`
 		ClaimHeaders map[string]string `yaml:"claim_headers"`
 	}
 	dec := yaml.NewDecoder(strings.NewReader(envoy.DemoAuthzConfig))
@@ -407,6 +409,10 @@ func TestDemoAuthzConfig(t *testing.T) {
 		return a.Path == b.Path && a.Public == b.Public && slices.Equal(a.Scopes, b.Scopes)
 	}) {
 		t.Errorf("rules = %+v, want %+v", cfg.Rules, want)
+	}
+	if len(cfg.Policies) != 1 || !slices.Equal(cfg.Policies["admin"].Scopes, []string{"admin"}) ||
+		cfg.Policies["admin"].Public || cfg.Policies["admin"].Path != "" {
+		t.Errorf("policies = %+v, want only admin: {scopes: [admin]} (envoy.yaml's /admin route names it)", cfg.Policies)
 	}
 	// The proxies copy exactly the default claim headers (x-jwt-sub,
 	// x-jwt-payload); a claim_headers block would need matching proxy changes.

@@ -19,9 +19,10 @@ var HTTPConfig string
 
 // DemoAuthzConfig is the text of extauthz-demo.yaml, the ext_authz server's
 // config file (--config) used by docker-compose.yaml: /public is public,
-// /admin needs the admin scope, everything else needs a valid token. The
-// identity provider is configured through environment variables in the
-// compose file.
+// /admin needs the admin scope, everything else needs a valid token; the
+// named policy "admin", which envoy.yaml's /admin route chooses, needs the
+// admin scope too. The identity provider is configured through environment
+// variables in the compose file.
 //
 //go:embed extauthz-demo.yaml
 var DemoAuthzConfig string

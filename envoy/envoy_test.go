@@ -3,6 +3,8 @@ package envoy_test
 import (
 	"errors"
 	"fmt"
+	"io"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -12,7 +14,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3" // StdoutAccessLog in typed_config
+	streamv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
 	headermutationv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/header_mutation/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
@@ -28,6 +30,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/extauthz/extauthz/envoy"
+	"github.com/extauthz/extauthz/standin"
 )
 
 // Names of the HTTP filters, as Envoy registers them.
@@ -343,7 +346,7 @@ func checkFrontProxy(b *bootstrapv3.Bootstrap, m mode, w wiring) error {
 		if !slices.Contains(exactPatterns(ea.GetAllowedHeaders()), "authorization") {
 			fail("allowed_headers lacks authorization")
 		}
-		for _, want := range []string{"x-original-uri", "x-original-method", "x-forwarded-uri", "x-forwarded-method"} {
+		for _, want := range []string{"x-original-uri", "x-original-method", "x-original-host", "x-forwarded-uri", "x-forwarded-method", "x-forwarded-host"} {
 			if !slices.Contains(exactPatterns(ea.GetDisallowedHeaders()), want) {
 				fail("disallowed_headers lacks %s: a client could choose the path that gets checked", want)
 			}
@@ -355,29 +358,53 @@ func checkFrontProxy(b *bootstrapv3.Bootstrap, m mode, w wiring) error {
 		}
 	}
 
-	// No route or virtual host turns ext_authz off.
+	checkAccessLog(hcm, ea, m, fail)
+
+	// No route or virtual host turns ext_authz off. Where one names a
+	// policy (context_extensions, sent in gRPC mode only), the server must
+	// have it, or every request of the route is denied.
 	vhosts := hcm.GetRouteConfig().GetVirtualHosts()
 	if len(vhosts) == 0 {
 		fail("no virtual hosts")
 	}
-	checkPerFilter := func(where string, cfg map[string]*anypb.Any) {
-		if a, ok := cfg[filterExtAuthz]; ok {
-			per, err := unpack[*extauthzv3.ExtAuthzPerRoute](a)
-			if err != nil || per.GetDisabled() {
-				fail("%s disables ext_authz", where)
-			}
+	policies := demoPolicies(fail)
+	checkPerFilter := func(where string, cfg map[string]*anypb.Any) (policy string) {
+		a, ok := cfg[filterExtAuthz]
+		if !ok {
+			return ""
 		}
+		per, err := unpack[*extauthzv3.ExtAuthzPerRoute](a)
+		if err != nil || per.GetDisabled() {
+			fail("%s disables ext_authz", where)
+			return ""
+		}
+		ext := per.GetCheckSettings().GetContextExtensions()
+		if len(ext) > 0 && m == modeHTTP {
+			fail("%s sets context_extensions, which Envoy sends to gRPC ext_authz servers only", where)
+		}
+		if name, ok := ext["policy"]; ok && !slices.Contains(policies, name) {
+			fail("%s names policy %q, which extauthz-demo.yaml does not have (policies: %v): every request of it would be denied", where, name, policies)
+		}
+		return ext["policy"]
 	}
+	routePolicy := map[string]string{} // path_separated_prefix -> policy
 	for _, vh := range vhosts {
 		checkPerFilter("virtual host "+vh.GetName(), vh.GetTypedPerFilterConfig())
 		for i, r := range vh.GetRoutes() {
 			where := fmt.Sprintf("virtual host %s route %d", vh.GetName(), i)
-			checkPerFilter(where, r.GetTypedPerFilterConfig())
+			if p := checkPerFilter(where, r.GetTypedPerFilterConfig()); p != "" {
+				routePolicy[r.GetMatch().GetPathSeparatedPrefix()] = p
+			}
 			if got := r.GetRoute().GetCluster(); got != "backend" {
 				fail("%s goes to cluster %q, want backend", where, got)
 			}
 		}
 		checkRoutesCover(vh, fail)
+	}
+	// The demo's per-route policy: /admin is decided by the server's
+	// policy "admin" (gRPC mode only).
+	if m == modeGRPC && routePolicy["/admin"] != "admin" {
+		fail("the /admin route names policy %q, want ExtAuthzPerRoute check_settings.context_extensions {policy: admin}", routePolicy["/admin"])
 	}
 
 	// Clusters wired to the compose services.
@@ -424,6 +451,63 @@ func checkFrontProxy(b *bootstrapv3.Bootstrap, m mode, w wiring) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// accessLogSub is the command operator that logs the verified subject, by
+// mode: gRPC mode's CheckResponse.dynamic_metadata has "sub"; in HTTP mode
+// dynamic_metadata_from_headers keys it by the header's name.
+var accessLogSub = map[mode]string{
+	modeGRPC: "%DYNAMIC_METADATA(envoy.filters.http.ext_authz:sub)%",
+	modeHTTP: "%DYNAMIC_METADATA(envoy.filters.http.ext_authz:x-jwt-sub)%",
+}
+
+// checkAccessLog asserts one stdout access log whose text format logs the
+// subject from ext_authz's dynamic metadata, and neither the token nor the
+// query string.
+func checkAccessLog(hcm *hcmv3.HttpConnectionManager, ea *extauthzv3.ExtAuthz, m mode, fail func(string, ...any)) {
+	logs := hcm.GetAccessLog()
+	if len(logs) != 1 {
+		fail("got %d access logs, want 1", len(logs))
+		return
+	}
+	al, err := unpack[*streamv3.StdoutAccessLog](logs[0].GetTypedConfig())
+	if err != nil {
+		fail("access log: %v", err)
+		return
+	}
+	format := al.GetLogFormat().GetTextFormatSource().GetInlineString()
+	if format == "" {
+		fail("access log has no log_format.text_format_source.inline_string")
+		return
+	}
+	if !strings.Contains(format, accessLogSub[m]) {
+		fail("access log format %q does not log %s", format, accessLogSub[m])
+	}
+	if !strings.HasSuffix(format, "\n") {
+		fail("access log format does not end with a newline: entries would run together")
+	}
+	upper := strings.ToUpper(format)
+	for _, leak := range []string{"AUTHORIZATION", "COOKIE", "%REQ(:PATH)%", "%PATH%", "%PATH(WQ", "X-ENVOY-ORIGINAL-PATH?:PATH"} {
+		if strings.Contains(upper, leak) {
+			fail("access log format logs %s: a token could end up in the log", leak)
+		}
+	}
+	if m == modeHTTP {
+		if !slices.Contains(exactPatterns(ea.GetHttpService().GetAuthorizationResponse().GetDynamicMetadataFromHeaders()), "x-jwt-sub") {
+			fail("dynamic_metadata_from_headers lacks x-jwt-sub: the access log's subject would always be -")
+		}
+	}
+}
+
+// demoPolicies are the names of the named policies in extauthz-demo.yaml.
+func demoPolicies(fail func(string, ...any)) []string {
+	var demo struct {
+		Policies map[string]any `json:"policies"`
+	}
+	if err := yaml.Unmarshal([]byte(envoy.DemoAuthzConfig), &demo); err != nil {
+		fail("extauthz-demo.yaml: %v", err)
+	}
+	return slices.Sorted(maps.Keys(demo.Policies))
 }
 
 func findHCM(l *listenerv3.Listener) (*hcmv3.HttpConnectionManager, error) {
@@ -526,6 +610,18 @@ func TestConfigsRejectMistakes(t *testing.T) {
 		{name: "append instead of overwrite", old: "                  allowed_upstream_headers:\n", new: "                  allowed_upstream_headers_to_append:\n                    patterns: [{exact: x-jwt-sub}]\n                  allowed_upstream_headers:\n", modes: []mode{modeHTTP}, stage: atProperties},
 		{name: "client picks checked path", old: "                - exact: x-original-uri\n", new: "", modes: []mode{modeHTTP}, stage: atProperties},
 		{name: "raw headers", old: "encode_raw_headers: false", new: "encode_raw_headers: true", modes: []mode{modeGRPC}, stage: atProperties},
+		{name: "access log without the subject", old: "sub=%DYNAMIC_METADATA(envoy.filters.http.ext_authz:", new: "sub=%DYNAMIC_METADATA(envoy.filters.http.other:", stage: atProperties},
+		{name: "access log with the query", old: "%PATH(NQ)%", new: "%REQ(:PATH)%", stage: atProperties},
+		{name: "access log logs the token", old: "%PATH(NQ)%", new: "%PATH(NQ)% %REQ(AUTHORIZATION)%", stage: atProperties},
+		{name: "access log of another type", old: "access_loggers.stream.v3.StdoutAccessLog", new: "access_loggers.stream.v3.StderrAccessLog", stage: atProperties},
+		{name: "deprecated access log text_format", old: "text_format_source:\n                  inline_string:", new: "text_format:", stage: atValidate},
+		{name: "access log format misspelled", old: "text_format_source:", new: "text_format_sources:", stage: atDecode},
+		{name: "no subject from the HTTP answer", old: "                  dynamic_metadata_from_headers:\n                    patterns:\n                    - exact: x-jwt-sub\n", new: "", modes: []mode{modeHTTP}, stage: atProperties},
+		{name: "admin route without its policy", old: "context_extensions: { policy: admin }", new: "context_extensions: { tenant: demo }", modes: []mode{modeGRPC}, stage: atProperties},
+		{name: "route names a policy the server lacks", old: "context_extensions: { policy: admin }", new: "context_extensions: { policy: admins }", modes: []mode{modeGRPC}, stage: atProperties},
+		{name: "per-route settings of the wrong type", old: "ext_authz.v3.ExtAuthzPerRoute\n                    check_settings:", new: "ext_authz.v3.ExtAuthz\n                    check_settings:", modes: []mode{modeGRPC}, stage: atDecode},
+		{name: "context extensions in HTTP mode", old: "              - match: { path_separated_prefix: /admin }\n                route: { cluster: backend, timeout: 15s }\n", new: "              - match: { path_separated_prefix: /admin }\n                route: { cluster: backend, timeout: 15s }\n                typed_per_filter_config:\n                  envoy.filters.http.ext_authz:\n                    \"@type\": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute\n                    check_settings: { context_extensions: { policy: admin } }\n", modes: []mode{modeHTTP}, stage: atProperties},
+		{name: "client picks the checked host", old: "                - exact: x-forwarded-host\n", new: "", modes: []mode{modeHTTP}, stage: atProperties},
 	}
 	for _, cfg := range configs {
 		for _, tc := range cases {
@@ -566,5 +662,35 @@ func TestConfigsRejectMistakes(t *testing.T) {
 				t.Logf("rejected as expected: %v", err)
 			})
 		}
+	}
+}
+
+// TestStandinRendersAccessLogFormats: the Envoy stand-in (package standin),
+// which the integration tests run with envoy.yaml's access log format,
+// knows every command operator the bundled configs use.
+func TestStandinRendersAccessLogFormats(t *testing.T) {
+	for _, tc := range configs {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := decode(tc.yaml)
+			if err != nil {
+				t.Fatalf("decode: %v", err)
+			}
+			hcm, err := findHCM(b.GetStaticResources().GetListeners()[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			al, err := unpack[*streamv3.StdoutAccessLog](hcm.GetAccessLog()[0].GetTypedConfig())
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := standin.New(standin.Config{
+				AuthzTarget: "127.0.0.1:9191", Upstream: "http://127.0.0.1:8000",
+				AccessLog: io.Discard, AccessLogFormat: al.GetLogFormat().GetTextFormatSource().GetInlineString(),
+			})
+			if err != nil {
+				t.Fatalf("the stand-in cannot render %s's access log: %v", tc.name, err)
+			}
+			p.Close()
+		})
 	}
 }

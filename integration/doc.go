@@ -21,7 +21,13 @@
 // Connection header never stripping the verified ones; key rotation at
 // the issuer while traffic flows (no request may fail); the issuer down
 // (cached keys keep working, /readyz stays 200); and the ext_authz server
-// killed (every front fails closed and the backend sees nothing).
+// killed (every front fails closed and the backend sees nothing). Issue 11's
+// rules too: method and host rules (every front passes the original method
+// and host, never a client's claim of them), the bearer token kept from the
+// backend unless the provider has forward_token: true (a second stack), named
+// policies chosen by the stand-in's routes (the "envoy-yaml" stand-in takes
+// its routes and access log format from envoy/envoy.yaml), and the subject in
+// that access log, from ext_authz's dynamic metadata.
 //
 // Between the fronts and the demo backend sits a recording reverse proxy in
 // the test process (the tap), so a test can tell exactly which requests, with

@@ -1,6 +1,7 @@
 package integration_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -14,13 +15,17 @@ import (
 // step is one request of the guide's flow, made through a front.
 type step struct {
 	name   string
+	method string // "" is GET
 	path   string
 	auth   string      // Authorization header value; "" sends none
-	header http.Header // more headers, keys sent verbatim
+	header http.Header // more headers, keys sent verbatim ("Host" sets the host)
 	// want is the status the client must get; 0 means any status outside
 	// 2xx. A 2xx answer must come from the backend; any other must not
-	// have reached it.
+	// have reached it, unless backendAnswers.
 	want int
+	// backendAnswers: the check allows the request and the backend itself
+	// answers with the non-2xx want (405 to a method it does not serve).
+	backendAnswers bool
 	// wantBody is the JSON the client must get: the backend's answer, or
 	// the ext_authz server's deny body (checked only where the front passes
 	// it on).
@@ -48,20 +53,21 @@ func (st step) run(ctx context.Context, t *testing.T, s *stack, f *front) {
 	if st.auth != "" {
 		h["Authorization"] = []string{st.auth}
 	}
-	r, err := send(ctx, http.MethodGet, f.url+st.path, h)
+	method := cmp.Or(st.method, http.MethodGet)
+	r, err := send(ctx, method, f.url+st.path, h)
 	if err != nil {
-		t.Fatalf("GET %s: %v", st.path, err)
+		t.Fatalf("%s %s: %v", method, st.path, err)
 	}
 	var probs []string
 	problem := func(format string, args ...any) { probs = append(probs, fmt.Sprintf(format, args...)) }
 	ok2xx := r.status >= 200 && r.status < 300
 	switch {
 	case st.want != 0 && r.status != st.want:
-		problem("GET %s: status %d, want %d; body %s", st.path, r.status, st.want, snippet(r.body))
+		problem("%s %s: status %d, want %d; body %s", method, st.path, r.status, st.want, snippet(r.body))
 	case st.want == 0 && ok2xx:
-		problem("GET %s: status %d, want a denial; body %s", st.path, r.status, snippet(r.body))
+		problem("%s %s: status %d, want a denial; body %s", method, st.path, r.status, snippet(r.body))
 	case st.want == 0:
-		t.Logf("GET %s: denied with %d", st.path, r.status)
+		t.Logf("%s %s: denied with %d", method, st.path, r.status)
 	}
 	for _, c := range st.wantChallenge {
 		if got := r.header.Get("WWW-Authenticate"); !strings.Contains(got, c) {
@@ -74,10 +80,10 @@ func (st step) run(ctx context.Context, t *testing.T, s *stack, f *front) {
 
 	seen, reached := s.tap.seen(id)
 	switch {
-	case !ok2xx && reached:
-		problem("GET %s was denied with %d but reached the backend", st.path, r.status)
-	case ok2xx && !reached:
-		problem("GET %s: %d without reaching the backend", st.path, r.status)
+	case !ok2xx && reached && !st.backendAnswers:
+		problem("%s %s was denied with %d but reached the backend", method, st.path, r.status)
+	case (ok2xx || st.backendAnswers) && !reached:
+		problem("%s %s: %d without reaching the backend", method, st.path, r.status)
 	}
 	if reached {
 		for _, p := range claimProblems(seen, st.wantSub) {

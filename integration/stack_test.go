@@ -68,22 +68,64 @@ clients:
     secret: short-secret
     scopes: [read:messages]
     token_ttl: %s
+  - id: writer-client
+    secret: writer-secret
+    scopes: [read:messages, write:messages]
 `, audience, shortTTL)
 
-// extauthzConfig is the server's config file: the demo's rules and the
-// timings above. The issuer and audience come from the guide's .env.
-var extauthzConfig = fmt.Sprintf(`# The demo's rules: /public is public, /admin needs the admin scope,
+// serverRules are the server's rules and named policies in every stack.
+const serverRules = `# The demo's rules: /public is public, /admin needs the admin scope,
 # everything else a valid token.
 rules:
   - path: /public
     public: true
   - path: /admin
     scopes: [admin]
-clock_skew: %s
+  # Method rules: reading messages needs read:messages, writing them
+  # write:messages (the fronts must tell the server the original method).
+  - path: /messages
+    methods: [POST, PUT, PATCH, DELETE]
+    scopes: [write:messages]
+  - path: /messages
+    scopes: [read:messages]
+  # A host rule: /intranet is public on intranet.example and denied on any
+  # other host (the fronts must tell the server the original host).
+  - path: /intranet
+    hosts: [intranet.example]
+    public: true
+  - path: /intranet
+    deny: true
+# The policy envoy/envoy.yaml's /admin route names (context_extensions), as
+# in envoy/extauthz-demo.yaml.
+policies:
+  admin:
+    scopes: [admin]
+`
+
+// serverTimings are the timings above, in the server's config file.
+var serverTimings = fmt.Sprintf(`clock_skew: %s
 jwks_min_refresh_interval: %s
 shutdown_grace: 1s
 log_level: info
 `, clockSkew, minRefresh)
+
+// extauthzConfig is the server's config file: the rules and the timings
+// above. The issuer and audience come from the guide's .env.
+var extauthzConfig = serverRules + serverTimings
+
+// forwardTokenConfig is the server's config file for a stack whose provider
+// has forward_token: true: the guide's tenant written as a providers entry
+// (a providers list excludes the .env and --jwks-url), then the same rules
+// and timings.
+func forwardTokenConfig(jwksURL string) string {
+	return fmt.Sprintf(`providers:
+  - name: demo
+    issuer: %s
+    audiences: [%s]
+    jwks_url: %s
+    forward_token: true
+`, issuer, audience, jwksURL) + serverRules + serverTimings
+}
 
 // guideDotEnv is the guide's .env for the demo tenant, in extauthz's
 // working directory.
@@ -101,6 +143,8 @@ type front struct {
 	// answers with its own).
 	denyBody bool
 	log      *lineLog
+	// access is the Envoy stand-in's access log (nil for the others).
+	access *lineLog
 }
 
 // stack is one set of processes: issuer, ext_authz server, backend, and
@@ -153,10 +197,24 @@ func writeFile(t *testing.T, path, data string) string {
 	return path
 }
 
+// stackOptions change a stack from the guide's.
+type stackOptions struct {
+	// authzConfig, when set, is the server's config file given the
+	// issuer's JWKS URL, and replaces the guide's .env, --jwks-url and
+	// extauthzConfig.
+	authzConfig func(jwksURL string) string
+}
+
 // newStack starts the issuer, the backend and the ext_authz server, waits
 // until the server has loaded the issuer's keys, then starts every front
 // and waits until each serves /public. Everything is stopped in cleanup.
 func newStack(t *testing.T) *stack {
+	t.Helper()
+	return newStackWith(t, stackOptions{})
+}
+
+// newStackWith is newStack with opts.
+func newStackWith(t *testing.T, opts stackOptions) *stack {
 	t.Helper()
 	if skipAll != "" {
 		t.Skip(skipAll)
@@ -202,13 +260,22 @@ func newStack(t *testing.T) *stack {
 	// the tenant and the API; the JWKS is fetched from the issuer's real
 	// port; the rules come from the config file.
 	authzDir := filepath.Join(s.dir, "extauthz")
-	writeFile(t, filepath.Join(authzDir, ".env"), guideDotEnv)
-	authzConf := writeFile(t, filepath.Join(authzDir, "extauthz.yaml"), extauthzConfig)
-	s.authz = startProc(t, "extauthz", authzDir, env, bins.extauthz,
+	jwksURL := s.idpURL + "/.well-known/jwks.json"
+	args := []string{"--jwks-url", jwksURL}
+	conf := extauthzConfig
+	if opts.authzConfig != nil {
+		args, conf = nil, opts.authzConfig(jwksURL)
+		if err := os.MkdirAll(authzDir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		writeFile(t, filepath.Join(authzDir, ".env"), guideDotEnv)
+	}
+	authzConf := writeFile(t, filepath.Join(authzDir, "extauthz.yaml"), conf)
+	s.authz = startProc(t, "extauthz", authzDir, env, bins.extauthz, append([]string{
 		"--config", authzConf,
-		"--jwks-url", s.idpURL+"/.well-known/jwks.json",
 		"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
-		"--log-format", "json")
+		"--log-format", "json"}, args...)...)
 	m, err := s.authz.waitJSON(ctx, "extauthz listening", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -233,19 +300,23 @@ func newStack(t *testing.T) *stack {
 
 	s.tap = newTap(t, s.backendURL)
 
+	yamlRoutes, yamlAccessLog := envoyYAML(t)
 	s.fronts = []*front{
 		// Envoy's defaults, as cmd/demo wires the stand-in: status_on_error
 		// 403, headers with underscores allowed. x_jwt_sub reaches the
 		// ext_authz server, whose own stripping is what keeps it from the
 		// backend.
 		s.startStandin(t, "envoy", standin.Config{}),
-		// envoy/envoy.yaml's settings.
+		// envoy/envoy.yaml's settings, its routes' context_extensions (the
+		// /admin route names the policy "admin") and its access log format.
 		s.startStandin(t, "envoy-yaml", standin.Config{
 			StatusOnError:              http.StatusServiceUnavailable,
 			UseRemoteAddress:           true,
 			NormalizePath:              true,
 			DropHeadersWithUnderscores: true,
 			DisallowedHeaders:          []string{"cookie"},
+			Routes:                     yamlRoutes,
+			AccessLogFormat:            yamlAccessLog,
 		}),
 		s.startNginx(ctx, t),
 		s.startCaddy(ctx, t),
@@ -265,11 +336,18 @@ func newStack(t *testing.T) *stack {
 }
 
 // startStandin runs an Envoy stand-in in the test process, checking with
-// the extauthz process over gRPC and forwarding to the tap.
+// the extauthz process over gRPC and forwarding to the tap. With an
+// AccessLogFormat, its access log goes to the front's access.
 func (s *stack) startStandin(t *testing.T, name string, cfg standin.Config) *front {
 	t.Helper()
 	logs := newLineLog()
 	reportOnFailure(t, name, logs)
+	var access *lineLog
+	if cfg.AccessLogFormat != "" {
+		access = newLineLog()
+		reportOnFailure(t, name+" access log", access)
+		cfg.AccessLog = access
+	}
 	cfg.AuthzTarget = s.authzGRPC
 	cfg.Upstream = s.tap.url
 	cfg.Timeout = checkTimeout
@@ -296,7 +374,7 @@ func (s *stack) startStandin(t *testing.T, name string, cfg standin.Config) *fro
 	if status == 0 {
 		status = http.StatusForbidden
 	}
-	return &front{name: name, url: "http://" + lis.Addr().String(), downStatus: status, denyBody: true, log: logs}
+	return &front{name: name, url: "http://" + lis.Addr().String(), downStatus: status, denyBody: true, log: logs, access: access}
 }
 
 // startNginx runs the real nginx with deploy/nginx rendered for this
@@ -469,13 +547,17 @@ var client = &http.Client{
 
 // send makes one request. header is used as is: its keys are sent with the
 // exact spelling given, so a test can send x-jwt-sub and X-JWT-SUB as
-// separate header lines.
+// separate header lines; a "Host" key sets the Host header.
 func send(ctx context.Context, method, target string, header http.Header) (reply, error) {
 	req, err := http.NewRequestWithContext(ctx, method, target, nil)
 	if err != nil {
 		return reply{}, err
 	}
 	for k, v := range header {
+		if k == "Host" && len(v) == 1 {
+			req.Host = v[0]
+			continue
+		}
 		req.Header[k] = v
 	}
 	resp, err := client.Do(req)

@@ -81,13 +81,14 @@ const partialBodyHeader = "x-envoy-auth-partial-body"
 // generates one too, so call it once per request. It does not bound r: an
 // http.Server with MaxHeaderBytes (see [Proxy.Serve]) does.
 func BuildCheckRequest(r *http.Request) *authv3.CheckRequest {
-	return buildCheckRequest(r, connManager{}.requestHeaders(r, requestTarget(r)), time.Now(), nil)
+	return buildCheckRequest(r, connManager{}.requestHeaders(r, requestTarget(r)), time.Now(), nil, nil)
 }
 
 // buildCheckRequest builds the CheckRequest for r from h, the Envoy view of
 // its headers. disallowed holds lower-case header names left out of the
-// request (the ext_authz filter's disallowed_headers).
-func buildCheckRequest(r *http.Request, h http.Header, now time.Time, disallowed map[string]bool) *authv3.CheckRequest {
+// request (the ext_authz filter's disallowed_headers); ext are the route's
+// context_extensions (nil for none), sent as they are.
+func buildCheckRequest(r *http.Request, h http.Header, now time.Time, disallowed map[string]bool, ext map[string]string) *authv3.CheckRequest {
 	headers := make(map[string]string, len(h))
 	for k, vv := range h {
 		key := strings.ToLower(k)
@@ -108,8 +109,9 @@ func buildCheckRequest(r *http.Request, h http.Header, now time.Time, disallowed
 
 	return &authv3.CheckRequest{
 		Attributes: &authv3.AttributeContext{
-			Source:      source,
-			Destination: destination,
+			Source:            source,
+			Destination:       destination,
+			ContextExtensions: ext,
 			Request: &authv3.AttributeContext_Request{
 				Time: timestamppb.New(now),
 				Http: &authv3.AttributeContext_HttpRequest{

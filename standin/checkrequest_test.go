@@ -317,7 +317,7 @@ func TestConnManagerOptions(t *testing.T) {
 func TestBuildCheckRequestDisallowed(t *testing.T) {
 	r := newRequest(http.MethodGet, "/p", http.Header{"Cookie": {"s=1"}, "Authorization": {"Bearer x"}})
 	h := connManager{}.requestHeaders(r, "/p")
-	got := buildCheckRequest(r, h, time.Now(), map[string]bool{"cookie": true}).GetAttributes().GetRequest().GetHttp().GetHeaders()
+	got := buildCheckRequest(r, h, time.Now(), map[string]bool{"cookie": true}, nil).GetAttributes().GetRequest().GetHttp().GetHeaders()
 	if _, ok := got["cookie"]; ok {
 		t.Errorf("cookie sent to ext_authz despite disallowed_headers")
 	}

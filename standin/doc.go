@@ -15,7 +15,10 @@
 //     Other packages' tests import these to prove that a header a client
 //     spoofs (say x-jwt-sub: admin) never reaches the upstream.
 //   - [Proxy]: an http.Handler that checks each request with an ext_authz
-//     server and then forwards it upstream, or answers for it, as Envoy would.
+//     server and then forwards it upstream, or answers for it, as Envoy would,
+//     sending each route's context_extensions ([Route]) and keeping the
+//     check's dynamic_metadata for an Envoy-style access log
+//     (Config.AccessLog).
 //
 // # Envoy behaviour mirrored
 //
@@ -33,12 +36,21 @@
 //     repeated headers joined by ",", and values made valid UTF-8 ("!" for
 //     bad bytes). size is the number of body bytes received so far, which is
 //     0 because the stand-in, like Envoy without with_request_body, checks on
-//     the headers alone.
+//     the headers alone. request.http.host is :authority, source.address
+//     the client's address, and context_extensions the check_settings of
+//     the request's route (Envoy's ExtAuthzPerRoute), as the extauthz
+//     server's named policies expect.
 //   - An OK status applies OkHttpResponse.headers in order, then
 //     headers_to_remove (which can never remove a pseudo-header or host), then
 //     query_parameters_to_set and query_parameters_to_remove. A set deprecated
 //     append field wins over append_action. response_headers_to_add are
 //     applied to the upstream's response.
+//   - Whatever the status, a CheckResponse's dynamic_metadata (or the
+//     deprecated OkHttpResponse.dynamic_metadata, which wins) goes into the
+//     stream's dynamic metadata under the namespace
+//     "envoy.filters.http.ext_authz" ([ExtAuthzNamespace]), where the
+//     access log reads it: %DYNAMIC_METADATA(envoy.filters.http.ext_authz:sub)%.
+//     An OK answer's metadata also gets ext_authz_duration (ms).
 //   - Any other status is a denial: the client gets DeniedHttpResponse's
 //     status (403 when unset), headers and body, and the upstream is never
 //     contacted. An ErrorResponse, an RPC error, a timeout (200ms by default)
@@ -64,10 +76,13 @@
 // mutation of "host" is applied to :authority. Path normalisation is the RFC
 // 3986 subset described at Config.NormalizePath, not Chromium's full
 // canonicaliser. gRPC clients get plain HTTP local replies, not gRPC ones.
-// It has no route table and no other filters: one upstream, plus an optional
-// list of path prefixes on which the check is disabled; in particular it does
-// not model envoy/envoy.yaml's header_mutation filter that strips client
-// x-jwt-* headers, so it tests the ext_authz server's own anti-spoofing. On
+// It has no real route table and no other filters: one upstream, a list of
+// path prefixes on which the check is disabled, and a list of
+// path_separated_prefix routes for their context_extensions; in particular
+// it does not model envoy/envoy.yaml's header_mutation filter that strips
+// client x-jwt-* headers, so it tests the ext_authz server's own
+// anti-spoofing. Its access log knows a handful of Envoy's command
+// operators (see Config.AccessLogFormat) and refuses the others. On
 // the way upstream, net/http's reverse proxy also drops Te, Trailer and
 // Proxy-Authorization/-Authenticate, which Envoy would forward, and the
 // stand-in adds none of the router's x-envoy-* headers.

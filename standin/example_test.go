@@ -6,6 +6,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"os"
 	"os/signal"
 	"syscall"
 	"time"
@@ -61,6 +62,14 @@ func ExampleNew() {
 		NormalizePath:              true,
 		DropHeadersWithUnderscores: true,
 		DisallowedHeaders:          []string{"cookie"},
+		// Its /admin route picks the server's "admin" policy, and its
+		// access log shows the verified subject.
+		Routes: []standin.Route{{
+			PathSeparatedPrefix: "/admin",
+			ContextExtensions:   map[string]string{"policy": "admin"},
+		}},
+		AccessLog:       os.Stdout,
+		AccessLogFormat: `[%START_TIME%] "%REQ(:METHOD)% %PATH(NQ)% %PROTOCOL%" %RESPONSE_CODE% sub=%DYNAMIC_METADATA(envoy.filters.http.ext_authz:sub)%` + "\n",
 	})
 	if err != nil {
 		log.Fatal(err)

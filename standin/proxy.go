@@ -1,9 +1,11 @@
 package standin
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -12,12 +14,14 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/structpb"
 )
 
 // DefaultTimeout is how long the stand-in waits for a Check answer unless
@@ -91,6 +95,16 @@ type Config struct {
 	// "/public/../admin" is always checked. Defaults to none.
 	DisabledPathPrefixes []string
 
+	// Routes are the route table's ext_authz per-route settings: the
+	// CheckRequest of a request carries the ContextExtensions of the first
+	// route that matches its path (see [Route]), as Envoy sends the
+	// check_settings.context_extensions of the request's route. A request
+	// no route matches carries none, like a route without
+	// ExtAuthzPerRoute. Every route still goes to Upstream; virtual-host
+	// level settings, which Envoy merges under the route's, are not
+	// modelled (repeat them in each route). Defaults to none.
+	Routes []Route
+
 	// DisallowedHeaders are request header names (case-insensitive) left
 	// out of the CheckRequest, like the filter's disallowed_headers with
 	// exact matchers. They are still forwarded upstream. Defaults to none.
@@ -122,6 +136,27 @@ type Config struct {
 	// the check and never forwarded.
 	DropHeadersWithUnderscores bool
 
+	// AccessLog, when set, receives one access log entry per request once
+	// its response is done, as an HttpConnectionManager access_log of
+	// type envoy.access_loggers.stdout (or file) writes it:
+	// AccessLogFormat rendered with the request's headers as the filters
+	// left them, its response code and timing, and the stream's dynamic
+	// metadata, where ext_authz stores a CheckResponse's dynamic_metadata
+	// (namespace [ExtAuthzNamespace]). Each entry is one Write. Defaults
+	// to no access log.
+	AccessLog io.Writer
+
+	// AccessLogFormat is the text format of the access log entries, in
+	// Envoy's syntax: literal text and command operators. The stand-in
+	// knows %START_TIME%, %PROTOCOL%, %RESPONSE_CODE% (0 when no response
+	// was sent), %DURATION% (ms), %REQ(X?Y):Z% (alias %REQUEST_HEADER%,
+	// pseudo-headers included), %PATH(WQ|NQ:ORIG|PATH|ORIG_OR_PATH):Z%
+	// and %DYNAMIC_METADATA(NAMESPACE:KEY*):Z%; New refuses a format with
+	// any other operator. A value that is absent is "-". As in Envoy,
+	// nothing is added: end the format with "\n" for one line per
+	// entry. Defaults to DefaultAccessLogFormat.
+	AccessLogFormat string
+
 	// Logger receives one record per request decision and errors. Allows
 	// are logged at Debug, denials at Info, check failures at Warn. Never
 	// headers, query strings or bodies. Defaults to slog.Default().
@@ -145,10 +180,15 @@ type Proxy struct {
 	failureModeAllow bool
 	failureHeaderAdd bool
 	disabled         []string
+	routes           []Route
 	disallowed       map[string]bool
 	cm               connManager
 	normalizePath    bool
 	log              *slog.Logger
+
+	accessLog    io.Writer
+	accessFormat accessLogFormat
+	accessMu     sync.Mutex // serialises writes to accessLog
 }
 
 var _ http.Handler = (*Proxy)(nil)
@@ -178,6 +218,18 @@ func New(cfg Config) (*Proxy, error) {
 			return nil, fmt.Errorf("standin: disabled path prefix %q: must start with /", p)
 		}
 	}
+	routes, err := checkRoutes(cfg.Routes)
+	if err != nil {
+		return nil, err
+	}
+	var format accessLogFormat
+	if cfg.AccessLog != nil {
+		if format, err = parseAccessLogFormat(cmp.Or(cfg.AccessLogFormat, DefaultAccessLogFormat)); err != nil {
+			return nil, err
+		}
+	} else if cfg.AccessLogFormat != "" {
+		return nil, errors.New("standin: AccessLogFormat without AccessLog")
+	}
 
 	p := &Proxy{
 		upstream:         up,
@@ -186,10 +238,13 @@ func New(cfg Config) (*Proxy, error) {
 		failureModeAllow: cfg.FailureModeAllow,
 		failureHeaderAdd: cfg.FailureModeAllowHeaderAdd,
 		disabled:         slices.Clone(cfg.DisabledPathPrefixes),
+		routes:           routes,
 		disallowed:       make(map[string]bool, len(cfg.DisallowedHeaders)),
 		cm:               connManager{useRemoteAddress: cfg.UseRemoteAddress, dropUnderscores: cfg.DropHeadersWithUnderscores},
 		normalizePath:    cfg.NormalizePath,
 		log:              cfg.Logger,
+		accessLog:        cfg.AccessLog,
+		accessFormat:     format,
 	}
 	for _, name := range cfg.DisallowedHeaders {
 		p.disallowed[strings.ToLower(name)] = true
@@ -273,6 +328,12 @@ func (p *Proxy) Serve(ctx context.Context, lis net.Listener) error {
 // ServeHTTP checks r with the ext_authz server and forwards it upstream or
 // answers it, as Envoy's ext_authz filter would.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	st := &stream{start: time.Now(), r: r}
+	if p.accessLog != nil {
+		rec := &statusRecorder{ResponseWriter: w}
+		w = rec
+		defer func() { p.logAccess(st, rec.status) }()
+	}
 	if headersTooLarge(r) {
 		http.Error(w, "Request Header Fields Too Large", http.StatusRequestHeaderFieldsTooLarge)
 		return
@@ -292,6 +353,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		target = nt
 	}
 	h := p.cm.requestHeaders(r, target)
+	st.h = h // ApplyOK changes h in place: the access log sees the mutations
 	logPath, _, _ := strings.Cut(first(h, pseudoPath), "?")
 	attrs := []slog.Attr{slog.String("method", r.Method), slog.String("path", logPath)}
 
@@ -302,15 +364,19 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	start := time.Now()
-	req := buildCheckRequest(r, h, start, p.disallowed)
+	req := buildCheckRequest(r, h, start, p.disallowed, p.contextExtensions(first(h, pseudoPath)))
 	ctx, cancel := context.WithTimeout(r.Context(), p.timeout)
 	resp, err := p.client.Check(ctx, req)
 	cancel()
-	attrs = append(attrs, slog.Duration("duration", time.Since(start)))
+	took := time.Since(start)
+	attrs = append(attrs, slog.Duration("duration", took))
 
 	if r.Context().Err() != nil {
 		// The client went away; Envoy cancels the check and replies to no one.
 		return
+	}
+	if err == nil {
+		setDynamicMetadata(st, resp, took)
 	}
 	switch {
 	case err != nil:
@@ -334,6 +400,37 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			p.log.LogAttrs(r.Context(), slog.LevelWarn, "ext_authz response rejected", append(attrs, slog.Any("error", err))...)
 		}
 	}
+}
+
+// setDynamicMetadata stores resp's dynamic_metadata in the stream's
+// dynamic metadata under ExtAuthzNamespace, whatever the decision, as
+// Envoy's ext_authz filter does on completion (Filter::onComplete, with
+// enable_dynamic_metadata_ingestion at its default true): the deprecated
+// OkHttpResponse.dynamic_metadata, when set, replaces the response's; an
+// OK answer with metadata also gets "ext_authz_duration", the check's
+// duration in milliseconds.
+func setDynamicMetadata(st *stream, resp *authv3.CheckResponse, took time.Duration) {
+	md := resp.GetDynamicMetadata()
+	//nolint:staticcheck // Envoy still reads the deprecated field first.
+	if ok := resp.GetOkResponse(); ok.GetDynamicMetadata() != nil {
+		md = ok.GetDynamicMetadata() //nolint:staticcheck // as above
+	}
+	if len(md.GetFields()) == 0 {
+		return
+	}
+	st.setDynamicMetadata(ExtAuthzNamespace, md)
+	if resp.GetStatus().GetCode() == 0 {
+		st.metadata[ExtAuthzNamespace].Fields["ext_authz_duration"] = structpb.NewNumberValue(float64(took.Milliseconds()))
+	}
+}
+
+// logAccess writes st's access log entry, status being the response code
+// sent to the client (0 for none).
+func (p *Proxy) logAccess(st *stream, status int) {
+	line := p.accessFormat.render(st, status, time.Now())
+	p.accessMu.Lock()
+	defer p.accessMu.Unlock()
+	_, _ = p.accessLog.Write(line) // Envoy counts a failed write; nothing else to do
 }
 
 // checkFailed handles an RPC failure or an ErrorResponse (er, possibly nil):

@@ -247,6 +247,7 @@ func TestProxyAllow(t *testing.T) {
 		{"check x-jwt-sub (as sent by the client)", hr.GetHeaders()["x-jwt-sub"], "admin"},
 		{"check protocol", hr.GetProtocol(), "HTTP/1.1"},
 		{"check destination", calls[0].GetAttributes().GetDestination().GetAddress().GetSocketAddress().GetAddress(), "127.0.0.1"},
+		{"check source", calls[0].GetAttributes().GetSource().GetAddress().GetSocketAddress().GetAddress(), "127.0.0.1"},
 	} {
 		if c.got != c.want {
 			t.Errorf("%s = %q, want %q", c.what, c.got, c.want)
@@ -874,5 +875,47 @@ func TestProxyClientGone(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	if up.hits.Load() != 0 {
 		t.Errorf("upstream called for a request whose client went away")
+	}
+}
+
+// TestProxyAuthorizationToUpstream: the extauthz server's OkHttpResponse
+// names authorization in headers_to_remove unless the token's provider has
+// forward_token: true. The stand-in, like Envoy, removes it before the
+// upstream only when told to, after the check has seen it.
+func TestProxyAuthorizationToUpstream(t *testing.T) {
+	tests := []struct {
+		name     string
+		remove   []string
+		wantAuth []string
+	}{
+		{name: "removed by default", remove: []string{"authorization"}},
+		{name: "removed in any case, among others", remove: []string{"x-jwt-email", "Authorization"}},
+		{name: "kept with forward_token", wantAuth: []string{"Bearer tok"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := &fakeAuthz{answer: func(context.Context, *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+				return okResponse(&authv3.OkHttpResponse{
+					Headers:         []*corev3.HeaderValueOption{opt("x-jwt-sub", "alice", overwriteOrAdd)},
+					HeadersToRemove: tc.remove,
+				}), nil
+			}}
+			up := startUpstream(t)
+			px := startProxy(t, Config{AuthzConn: startAuthz(t, f), Upstream: up.URL})
+			res, _ := do(t, newClientRequest(t, http.MethodGet, px.URL+"/protected", http.Header{"Authorization": {"Bearer tok"}}))
+			if res.StatusCode != http.StatusOK {
+				t.Fatalf("status = %d, want 200", res.StatusCode)
+			}
+			if got := f.calls()[0].GetAttributes().GetRequest().GetHttp().GetHeaders()["authorization"]; got != "Bearer tok" {
+				t.Errorf("check authorization = %q, want the client's token", got)
+			}
+			got := up.last(t)
+			if v := got.Header.Values("Authorization"); !reflect.DeepEqual(v, tc.wantAuth) {
+				t.Errorf("upstream Authorization = %q, want %q", v, tc.wantAuth)
+			}
+			if v := got.Header.Get("X-Jwt-Sub"); v != "alice" {
+				t.Errorf("upstream x-jwt-sub = %q, want alice", v)
+			}
+		})
 	}
 }

@@ -13,6 +13,13 @@
 // headers off an allowed request. The other options keep their meaning, so
 // WebSocket and other upgrades still work.
 //
+// The check gets the original method, URI and host (X-Forwarded-Method,
+// X-Forwarded-Uri, X-Forwarded-Host, overwriting the client's), which the
+// server's methods and hosts rules need. On a 2xx answer whose
+// X-Envoy-Auth-Headers-To-Remove names authorization (the server's default,
+// unless the token's provider has forward_token: true), the request goes to
+// the backend without its Authorization header.
+//
 // The package has no logic; render the template with
 // github.com/extauthz/extauthz/deploy/proxyconf. It carries no stability
 // promise.

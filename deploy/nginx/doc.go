@@ -30,6 +30,16 @@
 // a map over $http_* variables names headers one by one, like
 // proxy_set_header.
 //
+// # The bearer token and the original request
+//
+// The check gets the original method, URI and host (X-Original-Method,
+// X-Original-URI, X-Original-Host), which the server's methods and hosts
+// rules need. The Authorization header reaches the backend only when the
+// check allows it: the server names authorization in its 200 answer's
+// X-Envoy-Auth-Headers-To-Remove unless the token's provider has
+// forward_token: true, and a map turns that list into the Authorization
+// header proxy_pass sends (none, or the client's).
+//
 // The package has no logic; render the template with
 // github.com/extauthz/extauthz/deploy/proxyconf. It carries no stability
 // promise.

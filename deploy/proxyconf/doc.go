@@ -14,6 +14,11 @@
 // through nginx unless Nginx.HeadersMoreModule is set (see
 // github.com/extauthz/extauthz/deploy/nginx).
 //
+// Both send the check the original method, URI and host, and drop the
+// Authorization header before the backend when the check's
+// X-Envoy-Auth-Headers-To-Remove names it (the server's default unless the
+// token's provider has forward_token: true).
+//
 // Every substituted value is checked against a narrow character set before
 // rendering, so a value cannot add directives to the generated file.
 //

@@ -82,6 +82,13 @@ func TestRenderNginx(t *testing.T) {
 		"error_log stderr notice;",
 		"underscores_in_headers off;",
 		"auth_request /_extauthz;",
+		"proxy_set_header X-Original-Method $request_method;",
+		"proxy_set_header X-Original-Host $host;",
+		`proxy_set_header X-Forwarded-Host "";`,
+		"auth_request_set $extauthz_headers_to_remove $upstream_http_x_envoy_auth_headers_to_remove;",
+		"proxy_set_header Authorization $extauthz_authorization;",
+		"map $extauthz_headers_to_remove $extauthz_authorization {",
+		"default $http_authorization;",
 	} {
 		if !bytes.Contains(got, []byte(want)) {
 			t.Errorf("rendered nginx.conf lacks %q", want)
@@ -156,6 +163,10 @@ func TestRenderCaddy(t *testing.T) {
 		"request_header -X_User_Email",
 		"storage file_system " + store,
 		"admin off",
+		"header_up X-Forwarded-Method {method}",
+		"header_up X-Forwarded-Host {host}",
+		"header_up -X-Original-Host",
+		"request_header @drop_authorization -Authorization",
 	} {
 		if !bytes.Contains(got, []byte(want)) {
 			t.Errorf("rendered Caddyfile lacks %q", want)
@@ -369,6 +380,58 @@ func TestDefaultsCoverServerClaimHeaders(t *testing.T) {
 			}
 			if got := connectionOptions(re.ReplaceAllString("keep-alive, "+h, repl)); !slices.Equal(got, []string{"keep-alive"}) {
 				t.Errorf("the Caddyfile's Connection rewrite leaves %q for %q; %s would be removed after the check set it", got, "keep-alive, "+h, h)
+			}
+		})
+	}
+}
+
+// tokenRemoval returns the regexps with which the committed configs decide,
+// from the check's X-Envoy-Auth-Headers-To-Remove, to drop the
+// Authorization header: nginx's map (PCRE, "~*" case-insensitive) and
+// Caddy's vars_regexp (Go's regexp).
+func tokenRemoval(t *testing.T) map[string]*regexp.Regexp {
+	t.Helper()
+	out := map[string]*regexp.Regexp{}
+	m := regexp.MustCompile(`(?s)map \$extauthz_headers_to_remove \$extauthz_authorization \{\s*"~\*([^"]+)" "";\s*default \$http_authorization;\s*\}`).FindStringSubmatch(nginx.Config)
+	if m == nil {
+		t.Fatal("deploy/nginx/nginx.conf has no map from $extauthz_headers_to_remove to $extauthz_authorization with one case-insensitive regexp")
+	}
+	// The pattern uses nothing on which PCRE and RE2 differ.
+	out["nginx"] = regexp.MustCompile("(?i)" + m[1])
+	m = regexp.MustCompile(`(?m)^\s*@drop_authorization vars_regexp \{rp\.header\.X-Envoy-Auth-Headers-To-Remove\} (\S+)$`).FindStringSubmatch(caddy.Config)
+	if m == nil {
+		t.Fatal("deploy/caddy/Caddyfile has no @drop_authorization matcher on X-Envoy-Auth-Headers-To-Remove")
+	}
+	out["caddy"] = regexp.MustCompile(m[1])
+	return out
+}
+
+// TestTokenRemoval: both proxies drop Authorization exactly when the
+// check's X-Envoy-Auth-Headers-To-Remove names it, as Envoy would (a
+// comma-separated list of header names, any case); a list that names it
+// only as part of another name (Proxy-Authorization) keeps it.
+func TestTokenRemoval(t *testing.T) {
+	cases := []struct {
+		value string
+		drop  bool
+	}{
+		{value: "authorization", drop: true},
+		{value: "x-jwt-payload,authorization", drop: true},
+		{value: "authorization,x-jwt-sub", drop: true},
+		{value: "x-jwt-sub, Authorization ,x-jwt-payload", drop: true},
+		{value: "AUTHORIZATION", drop: true},
+		{value: ""},
+		{value: "x-jwt-sub,x-jwt-payload"},
+		{value: "proxy-authorization"},
+		{value: "x-authorization,authorizations"},
+		{value: "x-jwt-sub,authorization-x"},
+	}
+	for name, re := range tokenRemoval(t) {
+		t.Run(name, func(t *testing.T) {
+			for _, tc := range cases {
+				if got := re.MatchString(tc.value); got != tc.drop {
+					t.Errorf("X-Envoy-Auth-Headers-To-Remove: %q: drop Authorization = %v, want %v", tc.value, got, tc.drop)
+				}
 			}
 		})
 	}

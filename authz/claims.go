@@ -29,10 +29,13 @@ func (s *Server) renderClaimHeaders(v verified) (set []Header, missing []string)
 // configured name only in case is that header, handled by the first list,
 // and is never removed (that would remove the value just set). v is a
 // verified token, or the zero value for an anonymous request.
-func (s *Server) claimHeadersFor(v verified, requestHeaders []string) (set []Header, remove []string) {
+func (s *Server) claimHeadersFor(v verified, requestHeaders []string, hasToken bool) (set []Header, remove []string) {
 	set, remove = v.headers, v.missing
 	if v.reason != Allowed {
 		set, remove = nil, s.allClaimHeaders
+		if hasToken {
+			remove = s.anonRemove // an unverified token is not forwarded either
+		}
 	}
 	cloned := false
 	for _, name := range requestHeaders {

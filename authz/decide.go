@@ -157,7 +157,7 @@ func (s *Server) decide(ctx context.Context, r Request) (Decision, findings) {
 		if v.reason != Allowed {
 			v = verified{} // anonymous: public, or a shadow-allowed denial
 		}
-		d.Headers, d.Remove = s.claimHeadersFor(v, r.HeaderNames)
+		d.Headers, d.Remove = s.claimHeadersFor(v, r.HeaderNames, len(r.Authorization) > 0)
 		d.Metadata = v.metadata
 		if tr != nil {
 			names := make([]string, len(d.Headers))

@@ -2,6 +2,7 @@ package authz
 
 import (
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -270,6 +271,21 @@ func TestForwardToken(t *testing.T) {
 		httpRemoved := strings.Contains(res.header.Get("X-Envoy-Auth-Headers-To-Remove"), "authorization")
 		if removed == forward || httpRemoved == forward {
 			t.Errorf("forward_token %v: gRPC removes authorization %v, HTTP %v", forward, removed, httpRemoved)
+		}
+		// On a public path, an unverified token (another API's, say) is
+		// not forwarded either; without one, nothing is named.
+		for _, tc := range []struct {
+			auth string
+			want bool
+		}{{"Bearer " + mint(t, tokenSpec{key: testKeys().keyEvil}), !forward}, {"", false}} {
+			hs := map[string]string{}
+			if tc.auth != "" {
+				hs["authorization"] = tc.auth
+			}
+			resp := mustCheck(t, w.srv, checkRequest("/public", hs))
+			if got := slices.Contains(resp.GetOkResponse().GetHeadersToRemove(), "authorization"); got != tc.want {
+				t.Errorf("forward_token %v, public, token %v: removes authorization %v", forward, tc.auth != "", got)
+			}
 		}
 	}
 }

@@ -39,6 +39,7 @@ type Server struct {
 	unknownPolicy      everyMinute
 	claimHeaders       []claimHeader     // sorted by name
 	allClaimHeaders    []string          // their names, sorted: what an anonymous request removes
+	anonRemove         []string          // the same and authorization (see New): what an anonymous request with a token removes
 	canonicalNames     map[string]string // claim header name -> its net/http canonical form
 	skew               time.Duration
 	cache              *tokenCache // nil when disabled; may be shared with the Server this one replaced
@@ -205,6 +206,16 @@ func New(cfg Config) (*Server, error) {
 	for _, h := range s.claimHeaders {
 		s.allClaimHeaders = append(s.allClaimHeaders, h.name)
 		s.canonicalNames[h.name] = http.CanonicalHeaderKey(h.name)
+	}
+	// An anonymous allow (a public path without a valid token) removes the
+	// Authorization header too, unless every provider forwards tokens: an
+	// unverified token may still be one another API accepts.
+	s.anonRemove = s.allClaimHeaders
+	for _, p := range s.providers {
+		if !p.forwardToken {
+			s.anonRemove = withName(s.allClaimHeaders, "authorization")
+			break
+		}
 	}
 	s.skew = skew
 	if cfg.TokenCacheSize >= 0 {

@@ -1,12 +1,13 @@
 package jwks
 
 import (
+	"cmp"
 	"context"
 	"crypto"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -21,17 +22,35 @@ import (
 	"github.com/extauthz/extauthz/internal/redact"
 )
 
-// Config configures a [Cache]. The zero value of every field but URL means
-// its documented default.
+// Config configures a [Cache]. The zero value of every field but URL (or,
+// with Discovery, Issuer) means its documented default.
 type Config struct {
 	// Name names the provider in logs and metrics. Defaults to URL's host
-	// (host and port, never the user info).
+	// (with Discovery, Issuer's host; host and port, never the user info).
 	Name string
-	// URL is the JWKS endpoint. Required; http or https. User info
-	// (https://user:password@host/...) is sent as HTTP Basic
-	// authentication, and is masked wherever the cache shows the URL: its
-	// log lines, its errors, [StatusError].
+	// URL is the JWKS endpoint. Required unless Discovery is set, and then
+	// empty; http or https. User info (https://user:password@host/...) is
+	// sent as HTTP Basic authentication, and is masked wherever the cache
+	// shows the URL: its log lines, its errors, [StatusError].
 	URL string
+	// Issuer is the provider's issuer identifier, as its tokens' "iss"
+	// says. Required with Discovery; otherwise unused.
+	Issuer string
+	// Discovery finds the key set through OpenID Connect Discovery 1.0:
+	// each refresh fetches the discovery document (at DiscoveryURL, or
+	// Issuer with a trailing "/" removed and
+	// "/.well-known/openid-configuration" appended), requires its "issuer"
+	// to equal Issuer exactly (section 4.3), and fetches the key set from
+	// its "jwks_uri", both under the bounds and rules of a key set fetch
+	// (FetchTimeout each, size, no redirects, the Client's TLS settings). A
+	// discovery document that fails keeps the last good one in force; until
+	// there is one, the cache is not ready. A jwks_uri that would downgrade
+	// an https discovery document to http is refused.
+	Discovery bool
+	// DiscoveryURL is where the discovery document is when the provider
+	// does not serve it at the well-known location. Needs Discovery; http
+	// or https, user info sent and masked as for URL.
+	DiscoveryURL string
 	// Algorithms are the signing algorithms tokens may use; keys that fit
 	// none of them are skipped. Defaults to [DefaultAlgorithm] (RS256).
 	Algorithms []string
@@ -40,13 +59,19 @@ type Config struct {
 	// a key set is only taken from the configured URL. Defaults to a client
 	// cloned from http.DefaultTransport.
 	Client *http.Client
-	// RefreshInterval is the time between scheduled refreshes once a key set
-	// is loaded, and the cap of the retry backoff. Defaults to
-	// [DefaultRefreshInterval] (15m).
+	// RefreshInterval is the longest time between scheduled refreshes once
+	// a key set is loaded, the cap of the retry backoff and of a
+	// Retry-After. A response's Cache-Control max-age (less its Age) sets
+	// the next refresh sooner, never sooner than MinRefreshInterval
+	// (no-cache and no-store count as 0). Each scheduled refresh is moved
+	// by a fresh random jitter of up to 10% either way, so that replicas
+	// started together do not fetch in step, and never sooner than
+	// MinRefreshInterval. Defaults to [DefaultRefreshInterval] (15m).
 	RefreshInterval time.Duration
 	// MinRefreshInterval is the least time between the start of a fetch and
-	// one triggered by an unknown kid, and the first retry delay after a
-	// failed fetch. Defaults to [DefaultMinRefreshInterval] (10s).
+	// one triggered by an unknown kid, the first retry delay after a failed
+	// fetch, and the least time between scheduled refreshes. Defaults to
+	// [DefaultMinRefreshInterval] (10s).
 	MinRefreshInterval time.Duration
 	// FetchTimeout bounds one fetch, connection to last byte. Defaults to
 	// [DefaultFetchTimeout] (5s).
@@ -57,52 +82,166 @@ type Config struct {
 	// [DefaultUnknownKIDWait] (100ms).
 	UnknownKIDWait time.Duration
 	// MaxBodyBytes bounds the JWKS response body. Defaults to
-	// [DefaultMaxBodyBytes] (1 MiB).
+	// [DefaultMaxBodyBytes] (1 MiB). A discovery document is bounded by
+	// [MaxDiscoveryBytes].
 	MaxBodyBytes int64
 	// MaxKeys bounds the number of keys in a set; a larger set is refused.
 	// Defaults to [DefaultMaxKeys] (100).
 	MaxKeys int
+	// CacheDir, when set, keeps the last good key set (and discovery
+	// document) on disk, so that a restart while the provider is down still
+	// verifies tokens: it is written after each successful refresh, and
+	// loaded by Run before its first fetch when it is younger than
+	// CacheMaxAge and passes every check (see the package documentation).
+	// The directory is created (0700) if missing; it must be writable by
+	// this process only. A directory that cannot be read or written is a
+	// warning, never an error. Empty means no disk cache.
+	CacheDir string
+	// CacheMaxAge is the age past which a stored key set is not loaded.
+	// Defaults to [DefaultCacheMaxAge] (24h).
+	CacheMaxAge time.Duration
+	// FetchLimiter bounds the refreshes that run at once across the caches
+	// that share it. Nil means no bound.
+	FetchLimiter *FetchLimiter
 	// Logger receives fetch failures (Warn) and key set changes (Info).
 	// Defaults to slog.Default().
 	Logger *slog.Logger
-	// Observer receives the outcome of every fetch. Nil means none.
+	// Observer receives the outcome of every refresh. Nil means none. If it
+	// also implements [EventObserver], it receives events instead.
 	Observer Observer
 	// Now is the clock. Defaults to time.Now.
 	Now func() time.Time
 }
 
-// Observer receives the outcome of each fetch, for metrics.
+// Observer receives the outcome of each refresh, for metrics.
 type Observer interface {
-	// ObserveFetch is called after every fetch with its error (nil on
-	// success), its duration and the number of usable keys it brought.
+	// ObserveFetch is called after every refresh with its error (nil on
+	// success, a 304 Not Modified included; with Discovery, a discovery
+	// document that failed is the refresh's error even when the key set
+	// was then fetched from the last good one), its duration (not counting
+	// a wait for a FetchLimiter slot) and the number of usable keys it
+	// brought (for a 304, those of the set it confirmed; 0 on error). It is
+	// not called for a key set loaded from disk.
 	ObserveFetch(provider string, err error, d time.Duration, keys int)
 }
+
+// EventObserver is an [Observer] that tells the outcomes ObserveFetch cannot:
+// a 304, the discovery document apart from the key set, a key set loaded
+// from disk. When Config.Observer implements it, the cache calls
+// ObserveEvent, once per document fetched and once for a stored key set
+// loaded, and never ObserveFetch.
+type EventObserver interface {
+	Observer
+	ObserveEvent(Event)
+}
+
+// Event is one fetch of one document, or the load of a stored key set.
+type Event struct {
+	Provider string
+	Document Document
+	Result   Result
+	// Err is the fetch's error, nil unless Result is ResultError.
+	Err error
+	// Duration is the fetch's, zero for ResultDisk.
+	Duration time.Duration
+	// Keys is, for DocumentKeySet, the number of usable keys the event put
+	// or confirmed in force (0 on error).
+	Keys int
+	// Age is, for ResultDisk, how old the stored key set was.
+	Age time.Duration
+}
+
+// Document names what an [Event] is about; its values are metric labels.
+type Document string
+
+const (
+	DocumentKeySet    Document = "jwks"
+	DocumentDiscovery Document = "discovery"
+)
+
+// Result is an [Event]'s outcome; its values are metric labels.
+type Result string
+
+const (
+	// ResultSuccess: a 200 whose document was accepted.
+	ResultSuccess Result = "success"
+	// ResultNotModified: a 304, which confirms the document in force.
+	ResultNotModified Result = "not_modified"
+	// ResultError: the fetch failed; the document in force stays.
+	ResultError Result = "error"
+	// ResultDisk: not a fetch; Run loaded the stored key set at start.
+	ResultDisk Result = "disk"
+)
+
+// Source says where the key set in force came from.
+type Source string
+
+const (
+	SourceNone  Source = ""      // no key set loaded
+	SourceFetch Source = "fetch" // fetched from the provider
+	SourceDisk  Source = "disk"  // loaded from Config.CacheDir at start
+)
 
 // Status is a snapshot of a cache's state, for metrics and readiness.
 type Status struct {
 	Loaded      bool
 	Keys        int
 	LastSuccess time.Time // zero until the first successful fetch
-	LastError   error     // error of the latest fetch, nil if it succeeded
+	LastError   error     // error of the latest refresh, nil if it succeeded
+	// Source is where the key set in force came from.
+	Source Source
+	// FetchedAt is when the provider last served or confirmed (304) the
+	// key set in force; for a set loaded from disk, the time its file
+	// records. Zero when none is loaded.
+	FetchedAt time.Time
+	// Age is how old the key set in force is (Now - FetchedAt), zero when
+	// none is loaded.
+	Age time.Duration
+	// KeySetURL is where the key set is fetched from, user info masked: the
+	// configured URL, or the discovery document's jwks_uri (empty until
+	// one is known).
+	KeySetURL string
+	// NextRefresh is when the next scheduled refresh starts; zero before
+	// Run's first fetch ends.
+	NextRefresh time.Time
+	// RetryAfter is the time before which the provider asked (with
+	// Retry-After on a 429 or 503) not to be fetched; zero if it never did.
+	RetryAfter time.Time
 }
 
 // Cache holds one provider's key set. It is safe for concurrent use. Its
 // lookups work once [Cache.Run] has loaded a key set.
 type Cache struct {
-	cfg     Config
-	url     string // cfg.URL as shown: its user info masked
-	store   *jwkset.MemoryJWKSet
-	kf      keyfunc.Keyfunc
-	kick    chan struct{}
-	loaded  atomic.Bool
-	keys    atomic.Int64
-	version atomic.Uint64
+	cfg       Config
+	discURL   string // the discovery document's URL, "" without discovery
+	storeID   string // what the disk file is for (store.go)
+	storeName string // the disk file's name in CacheDir
+	store     *jwkset.MemoryJWKSet
+	kf        keyfunc.Keyfunc
+	kick      chan struct{}
+	loaded    atomic.Bool
+	keys      atomic.Int64
+	version   atomic.Uint64
+	// jitter moves a scheduled refresh (export_test.go replaces it).
+	jitter func(time.Duration) time.Duration
 
-	mu        sync.Mutex
-	lastFetch time.Time  // start of the latest fetch
-	inflight  *fetchCall // the fetch in progress or requested, if any
-	lastOK    time.Time
-	lastErr   error
+	// Owned by Run's goroutine.
+	keySet  resource   // the key set's location and validators
+	discRes resource   // the discovery document's
+	disc    *Discovery // the discovery document in force, nil if none
+	discDoc []byte     // its raw bytes, kept for the disk cache
+	body    []byte     // the raw key set in force, kept for the disk cache
+
+	mu          sync.Mutex
+	lastFetch   time.Time  // start of the latest fetch
+	inflight    *fetchCall // the fetch in progress or requested, if any
+	lastOK      time.Time
+	lastErr     error
+	origin      Source
+	fetchedAt   time.Time
+	keySetShown string
+	nextRefresh time.Time
+	notBefore   time.Time // no fetch before this (Retry-After)
 }
 
 type fetchCall struct {
@@ -110,14 +249,34 @@ type fetchCall struct {
 	err  error
 }
 
-// New validates cfg and returns a Cache. It does no I/O and starts no
-// goroutine: call [Cache.Run].
+// New validates cfg and returns a Cache. It does no I/O (network or disk)
+// and starts no goroutine: call [Cache.Run].
 func New(cfg Config) (*Cache, error) {
-	if err := CheckURL(cfg.URL); err != nil {
-		return nil, err
+	var discURL, nameFrom string
+	if cfg.Discovery {
+		if cfg.URL != "" {
+			return nil, fmt.Errorf("jwks: URL %q is set with Discovery: the key set is the discovery document's jwks_uri", redact.URL(cfg.URL))
+		}
+		if err := CheckIssuer(cfg.Issuer); err != nil {
+			return nil, err
+		}
+		if cfg.DiscoveryURL != "" {
+			if err := CheckURL(cfg.DiscoveryURL); err != nil {
+				return nil, fmt.Errorf("jwks: discovery URL: %w", err)
+			}
+		}
+		discURL = DiscoveryLocation(cfg.Issuer, cfg.DiscoveryURL)
+		nameFrom = cfg.Issuer
+	} else {
+		if cfg.DiscoveryURL != "" {
+			return nil, fmt.Errorf("jwks: discovery URL %q is set without Discovery", redact.URL(cfg.DiscoveryURL))
+		}
+		if err := CheckURL(cfg.URL); err != nil {
+			return nil, err
+		}
+		nameFrom = cfg.URL
 	}
-	shown := redact.URL(cfg.URL)
-	u, _ := url.Parse(cfg.URL) // checked
+	u, _ := url.Parse(nameFrom) // checked
 	if cfg.Name == "" {
 		cfg.Name = u.Host // the parser leaves the user info out of Host
 	}
@@ -138,6 +297,7 @@ func New(cfg Config) (*Cache, error) {
 	def(&cfg.MinRefreshInterval, DefaultMinRefreshInterval)
 	def(&cfg.FetchTimeout, DefaultFetchTimeout)
 	def(&cfg.UnknownKIDWait, DefaultUnknownKIDWait)
+	def(&cfg.CacheMaxAge, DefaultCacheMaxAge)
 	if err := CheckRefreshIntervals(cfg.RefreshInterval, cfg.MinRefreshInterval); err != nil {
 		return nil, err
 	}
@@ -153,27 +313,56 @@ func New(cfg Config) (*Cache, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if host := u.Hostname(); u.Scheme == "http" && host != "localhost" && !isLoopback(host) {
-		// Allowed (a private network without TLS, the compose demo), but
-		// anyone on the path could publish a key and sign any token.
-		cfg.Logger.Warn("jwks: key set fetched over plain HTTP from another host; anyone on that network path can publish a key: use https",
-			"provider", cfg.Name, "url", shown)
+	c := &Cache{cfg: cfg, discURL: discURL, kick: make(chan struct{}, 1), jitter: jitter}
+	if discURL != "" {
+		c.discRes = resource{url: discURL, shown: redact.URL(discURL)}
+		c.warnPlainHTTP(discURL, "discovery document")
+	} else {
+		c.keySet = resource{url: cfg.URL, shown: redact.URL(cfg.URL)}
+		c.keySetShown = c.keySet.shown
+		c.warnPlainHTTP(cfg.URL, "key set")
 	}
+	c.storeID = storeSource(&cfg, discURL)
+	c.storeName = storeName(c.storeID)
+
 	client := &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
 	if cfg.Client != nil {
-		c := *cfg.Client
-		client = &c
+		cl := *cfg.Client
+		client = &cl
 	}
 	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	cfg.Client = client
+	c.cfg.Client = client
 
-	store := jwkset.NewMemoryStorage()
-	kf, err := keyfunc.New(keyfunc.Options{Storage: store})
+	c.store = jwkset.NewMemoryStorage()
+	kf, err := keyfunc.New(keyfunc.Options{Storage: c.store})
 	if err != nil {
 		return nil, fmt.Errorf("jwks: %w", err)
 	}
-	return &Cache{cfg: cfg, url: shown, store: store, kf: kf, kick: make(chan struct{}, 1)}, nil
+	c.kf = kf
+	return c, nil
 }
+
+// jitter returns d moved by up to 10% either way, at random.
+func jitter(d time.Duration) time.Duration {
+	return time.Duration(float64(d) * (0.9 + 0.2*rand.Float64()))
+}
+
+// warnPlainHTTP warns of a document fetched over plain HTTP from another
+// host.
+func (c *Cache) warnPlainHTTP(raw, what string) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return
+	}
+	if host := u.Hostname(); u.Scheme == "http" && host != "localhost" && !isLoopback(host) {
+		// Allowed (a private network without TLS, the compose demo), but
+		// anyone on the path could publish a key and sign any token.
+		c.cfg.Logger.Warn("jwks: "+what+" fetched over plain HTTP from another host; anyone on that network path can publish a key: use https",
+			"provider", c.cfg.Name, "url", redact.URL(raw))
+	}
+}
+
+func (c *Cache) log() *slog.Logger { return c.cfg.Logger.With(slog.String("provider", c.cfg.Name)) }
 
 func isLoopback(host string) bool {
 	ip := net.ParseIP(host)
@@ -194,7 +383,14 @@ func (c *Cache) Version() uint64 { return c.version.Load() }
 func (c *Cache) Status() Status {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return Status{Loaded: c.loaded.Load(), Keys: int(c.keys.Load()), LastSuccess: c.lastOK, LastError: c.lastErr}
+	st := Status{
+		Loaded: c.loaded.Load(), Keys: int(c.keys.Load()), LastSuccess: c.lastOK, LastError: c.lastErr,
+		Source: c.origin, FetchedAt: c.fetchedAt, KeySetURL: c.keySetShown, NextRefresh: c.nextRefresh, RetryAfter: c.notBefore,
+	}
+	if c.origin != SourceNone {
+		st.Age = max(c.cfg.Now().Sub(c.fetchedAt), 0)
+	}
+	return st
 }
 
 // HasKey reports whether the current key set holds a key with this kid.
@@ -247,17 +443,23 @@ func (c *Cache) Key(ctx context.Context, t *jwt.Token) (any, error) {
 
 var (
 	errRateLimited = errors.New("refresh rate limited")
+	errRetryAfter  = errors.New("the provider asked not to be fetched yet (Retry-After)")
 	errWaitTimeout = errors.New("refresh still in flight")
 )
 
-// refreshUnknown asks Run for a refresh if the rate limit allows one, and
-// waits a bounded time for the shared in-flight fetch. It never waits on the
-// rate limit itself.
+// refreshUnknown asks Run for a refresh if the rate limit and the
+// provider's Retry-After allow one, and waits a bounded time for the shared
+// in-flight fetch. It never waits on the rate limit itself.
 func (c *Cache) refreshUnknown(ctx context.Context) error {
 	c.mu.Lock()
 	call := c.inflight
 	if call == nil {
-		if c.cfg.Now().Sub(c.lastFetch) < c.cfg.MinRefreshInterval {
+		now := c.cfg.Now()
+		if now.Before(c.notBefore) {
+			c.mu.Unlock()
+			return errRetryAfter
+		}
+		if now.Sub(c.lastFetch) < c.cfg.MinRefreshInterval {
 			c.mu.Unlock()
 			return errRateLimited
 		}
@@ -286,30 +488,50 @@ func (c *Cache) refreshUnknown(ctx context.Context) error {
 }
 
 // Run loads the key set and keeps it fresh until ctx is done, then returns
-// nil. Until the first set loads it retries with a backoff that starts at
-// MinRefreshInterval and doubles up to RefreshInterval; once loaded it
-// refreshes every RefreshInterval, retrying failures the same way, and
-// serves refresh requests from unknown kids. Call it once.
+// nil. With Config.CacheDir it first loads the stored key set, if a good
+// one is there, then fetches at once either way. Until a set loads it
+// retries with a backoff that starts at MinRefreshInterval and doubles up
+// to RefreshInterval; once loaded it refreshes every RefreshInterval, or
+// sooner as the key set's Cache-Control says (never sooner than
+// MinRefreshInterval), each scheduled refresh moved by a random jitter of
+// up to 10% either way, retrying failures the same way, never before a
+// Retry-After, and serves refresh requests from unknown kids. Call it once.
 func (c *Cache) Run(ctx context.Context) error {
+	c.loadStored(ctx)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	backoff := c.cfg.MinRefreshInterval
+	// The first refresh counts as scheduled even when an unknown kid (on a
+	// set loaded from disk) asked for it: it fetches the discovery document.
+	first := true
 	for {
+		scheduled := first
 		select {
 		case <-ctx.Done():
 			c.finish(ctx.Err())
 			return nil
 		case <-timer.C:
+			scheduled = true
 		case <-c.kick:
 		}
-		err := c.refresh(ctx)
-		next := c.cfg.RefreshInterval
-		if err != nil {
+		first = false
+		out := c.refresh(ctx, scheduled)
+		next := out.fresh
+		if out.err != nil {
 			next, backoff = backoff, min(2*backoff, c.cfg.RefreshInterval)
 		} else {
 			backoff = c.cfg.MinRefreshInterval
 		}
+		next = max(c.jitter(next), c.cfg.MinRefreshInterval)
+		if ra := out.retryAfter; ra > 0 {
+			// The jitter is added to a Retry-After, never taken off it.
+			next = max(next, ra+(c.jitter(ra)-ra).Abs())
+		}
+		c.mu.Lock()
+		c.nextRefresh = c.cfg.Now().Add(next)
+		c.mu.Unlock()
 		timer.Reset(next)
+		c.report(out)
 	}
 }
 
@@ -324,7 +546,36 @@ func (c *Cache) finish(err error) {
 	}
 }
 
-func (c *Cache) refresh(ctx context.Context) error {
+// outcome is what a refresh tells Run's schedule.
+type outcome struct {
+	err error
+	// fresh is, after a success, the delay to the next scheduled refresh:
+	// the key set's freshness clamped to [MinRefreshInterval,
+	// RefreshInterval], or RefreshInterval.
+	fresh time.Duration
+	// retryAfter is the delay a 429 or 503 asked for, capped at
+	// RefreshInterval; no fetch starts before it.
+	retryAfter time.Duration
+	// For the Observer: the events, the refresh's duration and the keys it
+	// brought.
+	events []Event
+	d      time.Duration
+	keys   int
+}
+
+// keySetResult is the outcome of the key set's part of a refresh.
+type keySetResult struct {
+	event      Event
+	parsed     ParseResult // of a 200
+	fresh      time.Duration
+	retryAfter time.Duration
+	err        error
+}
+
+// refresh fetches the discovery document (on a scheduled refresh, or while
+// none is in force) and the key set, and puts what is good in force. It runs
+// on Run's goroutine only.
+func (c *Cache) refresh(ctx context.Context, scheduled bool) outcome {
 	c.mu.Lock()
 	if c.inflight == nil {
 		c.inflight = &fetchCall{done: make(chan struct{})}
@@ -332,21 +583,47 @@ func (c *Cache) refresh(ctx context.Context) error {
 	c.lastFetch = c.cfg.Now()
 	c.mu.Unlock()
 
+	var (
+		out     outcome
+		events  []Event
+		discErr error
+		ks      keySetResult
+		ksDone  bool
+	)
 	start := time.Now()
-	res, err := c.fetch(ctx)
-	d := time.Since(start)
-	if err == nil {
-		if err = c.store.KeyReplaceAll(ctx, res.Keys); err == nil {
-			c.keys.Store(int64(len(res.Keys)))
-			c.version.Add(1)
-			c.loaded.Store(true)
+	release, err := c.cfg.FetchLimiter.acquire(ctx)
+	if err != nil {
+		out.err = fmt.Errorf("%w: %w", ErrFetch, err)
+	} else {
+		start = time.Now() // the wait for a slot is not the fetch's
+		if c.discURL != "" && (scheduled || c.disc == nil) {
+			var ev Event
+			ev, out.retryAfter, discErr = c.refreshDiscovery(ctx)
+			events = append(events, ev)
 		}
+		// A 429 or 503 with Retry-After holds every fetch of the provider,
+		// and a key set cannot be fetched before a document names it.
+		if out.retryAfter == 0 && (c.discURL == "" || c.disc != nil) {
+			ks, ksDone = c.refreshKeySet(ctx), true
+			events = append(events, ks.event)
+			out.retryAfter = max(out.retryAfter, ks.retryAfter)
+		}
+		release()
+		out.err = cmp.Or(discErr, ks.err)
+		out.fresh = ks.fresh
 	}
+	d := time.Since(start)
+	ok := ksDone && ks.err == nil
 
 	c.mu.Lock()
-	c.lastErr = err
-	if err == nil {
-		c.lastOK = c.cfg.Now()
+	now := c.cfg.Now()
+	c.lastErr = out.err
+	if ok {
+		c.lastOK = now
+		c.origin, c.fetchedAt = SourceFetch, now
+	}
+	if out.retryAfter > 0 {
+		c.notBefore = now.Add(out.retryAfter)
 	}
 	// A kick still queued was sent by the request this fetch answers. Drop
 	// it here, while c.inflight is set and so no new request can kick: a
@@ -356,77 +633,185 @@ func (c *Cache) refresh(ctx context.Context) error {
 	case <-c.kick:
 	default:
 	}
-	c.inflight.err = err
+	c.inflight.err = out.err
 	close(c.inflight.done)
 	c.inflight = nil
 	c.mu.Unlock()
 
-	log := c.cfg.Logger.With(slog.String("provider", c.cfg.Name))
-	switch {
-	case err != nil && ctx.Err() != nil:
-		// Shutting down: not worth a warning.
-	case err != nil:
-		level := slog.LevelWarn
-		if !c.loaded.Load() {
-			level = slog.LevelError
+	log := c.log()
+	if ctx.Err() == nil {
+		// (Shutting down is not worth a warning.)
+		failed := out.err
+		if discErr != nil && c.disc != nil {
+			log.LogAttrs(ctx, slog.LevelWarn, "jwks: discovery document fetch failed; keeping the last good one",
+				slog.String("error", discErr.Error()), slog.Duration("duration", d))
+			failed = ks.err
 		}
-		log.LogAttrs(ctx, level, "jwks fetch failed; keeping the current key set",
-			slog.String("error", err.Error()), slog.Bool("loaded", c.loaded.Load()), slog.Duration("duration", d))
+		if failed != nil {
+			level := slog.LevelWarn
+			if !c.loaded.Load() {
+				level = slog.LevelError
+			}
+			log.LogAttrs(ctx, level, "jwks fetch failed; keeping the current key set",
+				slog.String("error", failed.Error()), slog.Bool("loaded", c.loaded.Load()), slog.Duration("duration", d))
+		}
+	}
+	switch {
+	case !ok:
+	case ks.event.Result == ResultNotModified:
+		log.LogAttrs(ctx, slog.LevelDebug, "jwks not modified", slog.Int("keys", ks.event.Keys), slog.Duration("duration", d))
 	default:
 		log.LogAttrs(ctx, slog.LevelInfo, "jwks loaded",
-			slog.Int("keys", len(res.Keys)), slog.Int("skipped", len(res.Skipped)), slog.Duration("duration", d))
-		for _, s := range res.Skipped {
+			slog.Int("keys", len(ks.parsed.Keys)), slog.Int("skipped", len(ks.parsed.Skipped)), slog.Duration("duration", d))
+		for _, s := range ks.parsed.Skipped {
 			log.LogAttrs(ctx, slog.LevelWarn, "jwks key skipped", slog.String("why", s))
 		}
 	}
-	if c.cfg.Observer != nil {
-		c.cfg.Observer.ObserveFetch(c.cfg.Name, err, d, len(res.Keys))
+	if ok {
+		c.save(ctx, now)
 	}
-	return err
+	out.events, out.d = events, d
+	if out.err == nil {
+		out.keys = ks.event.Keys
+	}
+	return out
 }
 
-func (c *Cache) fetch(ctx context.Context) (ParseResult, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.FetchTimeout)
-	defer cancel()
-	// The request carries the real URL, user info included (net/http sends
-	// it as Basic authentication); every error below shows c.url instead.
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.cfg.URL, nil)
-	if err != nil {
-		return ParseResult{}, fmt.Errorf("%w: %w", ErrFetch, c.maskURL(err))
+// report passes a refresh's outcome to the Observer.
+func (c *Cache) report(out outcome) {
+	if c.cfg.Observer == nil {
+		return
 	}
-	req.Header.Set("Accept", "application/jwk-set+json, application/json")
-	req.Header.Set("User-Agent", "extauthz-jwks")
-	resp, err := c.cfg.Client.Do(req)
-	if err != nil {
-		return ParseResult{}, fmt.Errorf("%w: %w", ErrFetch, c.maskURL(err))
+	if eo, ok := c.cfg.Observer.(EventObserver); ok {
+		for _, ev := range out.events {
+			eo.ObserveEvent(ev)
+		}
+		return
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return ParseResult{}, fmt.Errorf("%w: %w", ErrFetch, &StatusError{URL: c.url, Code: resp.StatusCode})
-	}
-	if resp.ContentLength > c.cfg.MaxBodyBytes {
-		return ParseResult{}, fmt.Errorf("%w: %w: %d bytes announced, limit %d", ErrFetch, ErrBodyTooLarge, resp.ContentLength, c.cfg.MaxBodyBytes)
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, c.cfg.MaxBodyBytes+1))
-	if err != nil {
-		return ParseResult{}, fmt.Errorf("%w: read %s: %w", ErrFetch, c.url, c.maskURL(err))
-	}
-	if int64(len(body)) > c.cfg.MaxBodyBytes {
-		return ParseResult{}, fmt.Errorf("%w: %w: limit %d", ErrFetch, ErrBodyTooLarge, c.cfg.MaxBodyBytes)
-	}
-	res, err := Parse(body, c.cfg.Algorithms, c.cfg.MaxKeys)
-	if err != nil {
-		return res, fmt.Errorf("%w: %s: %w", ErrFetch, c.url, err)
-	}
-	return res, nil
+	c.cfg.Observer.ObserveFetch(c.cfg.Name, out.err, out.d, out.keys)
 }
 
-// maskURL masks the user info in the URL that net/http and net/url put into
-// their errors: a *url.Error reads `Get "URL": ...`, and net/http masks only
-// the password there, not a user name.
-func (c *Cache) maskURL(err error) error {
-	if ue, ok := errors.AsType[*url.Error](err); ok {
-		ue.URL = c.url
+// observe passes ev to an EventObserver.
+func (c *Cache) observe(ev Event) {
+	if eo, ok := c.cfg.Observer.(EventObserver); ok {
+		eo.ObserveEvent(ev)
 	}
-	return err
+}
+
+// refreshDiscovery fetches the discovery document and puts it in force if
+// it is good. The error wraps [ErrFetch].
+func (c *Cache) refreshDiscovery(ctx context.Context) (ev Event, retryAfter time.Duration, err error) {
+	ev = Event{Provider: c.cfg.Name, Document: DocumentDiscovery, Result: ResultError}
+	start := time.Now()
+	defer func() { ev.Duration, ev.Err = time.Since(start), err }()
+	resp, err := c.get(ctx, &c.discRes, MaxDiscoveryBytes, "application/json")
+	if err != nil {
+		return ev, resp.retryAfter, err
+	}
+	if resp.notModified {
+		c.discRes.freshen(resp.header)
+		ev.Result = ResultNotModified
+		return ev, 0, nil
+	}
+	d, err := c.checkDiscovery(resp.body)
+	if err != nil {
+		return ev, 0, fmt.Errorf("%w: %s: %w", ErrFetch, c.discRes.shown, err)
+	}
+	c.discRes.keep(resp.header)
+	c.useDiscovery(ctx, d, resp.body)
+	ev.Result = ResultSuccess
+	return ev, 0, nil
+}
+
+// checkDiscovery parses a discovery document and checks it for this
+// provider: its issuer, and no downgrade to plain HTTP.
+func (c *Cache) checkDiscovery(doc []byte) (Discovery, error) {
+	d, err := ParseDiscovery(doc)
+	if err != nil {
+		return Discovery{}, err
+	}
+	if d.Issuer != c.cfg.Issuer {
+		return Discovery{}, fmt.Errorf("%w: it names %q, the configured issuer is %q", ErrIssuerMismatch, truncate(d.Issuer), c.cfg.Issuer)
+	}
+	if scheme(c.discURL) == "https" && scheme(d.JWKSURI) != "https" {
+		return Discovery{}, fmt.Errorf("%w: jwks_uri %q is plain HTTP, the document came over HTTPS", ErrDiscovery, truncate(d.JWKSURI))
+	}
+	return d, nil
+}
+
+// scheme is raw's scheme, lower case (url.Parse lowers it); raw was checked.
+func scheme(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	return u.Scheme
+}
+
+// useDiscovery puts a checked discovery document in force: a new jwks_uri
+// is fetched without validators from then on, while the set in force stays
+// until it answers.
+func (c *Cache) useDiscovery(ctx context.Context, d Discovery, raw []byte) {
+	c.disc = &d
+	if c.cfg.CacheDir != "" {
+		c.discDoc = raw
+	}
+	if d.JWKSURI == c.keySet.url {
+		return
+	}
+	c.keySet = resource{url: d.JWKSURI, shown: redact.URL(d.JWKSURI)}
+	c.mu.Lock()
+	c.keySetShown = c.keySet.shown
+	c.mu.Unlock()
+	c.log().LogAttrs(ctx, slog.LevelInfo, "jwks: key set location from discovery", slog.String("jwks_uri", c.keySet.shown))
+	c.warnPlainHTTP(d.JWKSURI, "key set")
+}
+
+// refreshKeySet fetches the key set and puts it in force if it is good. The
+// error wraps [ErrFetch].
+func (c *Cache) refreshKeySet(ctx context.Context) (r keySetResult) {
+	r.event = Event{Provider: c.cfg.Name, Document: DocumentKeySet, Result: ResultError}
+	start := time.Now()
+	defer func() { r.event.Duration, r.event.Err = time.Since(start), r.err }()
+	resp, err := c.get(ctx, &c.keySet, c.cfg.MaxBodyBytes, "application/jwk-set+json, application/json")
+	if err != nil {
+		r.err, r.retryAfter = err, resp.retryAfter
+		return r
+	}
+	if resp.notModified {
+		c.keySet.freshen(resp.header)
+		r.event.Result, r.event.Keys = ResultNotModified, int(c.keys.Load())
+		r.fresh = c.freshness(resp.header)
+		return r
+	}
+	res, err := Parse(resp.body, c.cfg.Algorithms, c.cfg.MaxKeys)
+	if err != nil {
+		r.err = fmt.Errorf("%w: %s: %w", ErrFetch, c.keySet.shown, err)
+		return r
+	}
+	if err := c.store.KeyReplaceAll(ctx, res.Keys); err != nil {
+		r.err = fmt.Errorf("%w: %w", ErrFetch, err)
+		return r
+	}
+	c.keySet.keep(resp.header)
+	if c.cfg.CacheDir != "" {
+		c.body = resp.body
+	}
+	c.keys.Store(int64(len(res.Keys)))
+	c.version.Add(1)
+	c.loaded.Store(true)
+	r.parsed = res
+	r.event.Result, r.event.Keys = ResultSuccess, len(res.Keys)
+	r.fresh = c.freshness(resp.header)
+	return r
+}
+
+// freshness is the delay to the next scheduled refresh after a response
+// with header h confirmed the key set in force.
+func (c *Cache) freshness(h http.Header) time.Duration {
+	d, ok := freshness(c.keySet.cacheControl, h)
+	if !ok {
+		return c.cfg.RefreshInterval
+	}
+	return min(max(d, c.cfg.MinRefreshInterval), c.cfg.RefreshInterval)
 }

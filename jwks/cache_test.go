@@ -102,8 +102,8 @@ func TestNotReady(t *testing.T) {
 		if err := verify(t.Context(), c, mint(t, key(0), "k0")); !errors.Is(err, jwks.ErrNotReady) {
 			t.Errorf("verify: got %v, want %v", err, jwks.ErrNotReady)
 		}
-		if got := c.Status(); got != (jwks.Status{}) {
-			t.Errorf("Status: got %+v, want the zero Status", got)
+		if got, want := c.Status(), (jwks.Status{KeySetURL: srv.URL}); got != want {
+			t.Errorf("Status: got %+v, want %+v", got, want)
 		}
 		if got := c.Version(); got != 0 {
 			t.Errorf("Version: got %d, want 0", got)
@@ -856,16 +856,35 @@ func TestStatus(t *testing.T) {
 	srv := newJWKSServer(t, rsaSet(t, 0, 1))
 	c := startCache(t, srv, jwks.Config{})
 	first := c.clock.Now()
-	if got, want := c.Status(), (jwks.Status{Loaded: true, Keys: 2, LastSuccess: first}); got != want {
-		t.Errorf("Status after the first fetch: got %+v, want %+v", got, want)
+	url := srv.URL + "/.well-known/jwks.json"
+	// NextRefresh is RefreshInterval (1h here) from the fetch, give or take
+	// the jitter: checked apart.
+	checkNext := func(t *testing.T, st jwks.Status, from time.Time) {
+		t.Helper()
+		if d := st.NextRefresh.Sub(from); d < 54*time.Minute || d > 66*time.Minute {
+			t.Errorf("Status.NextRefresh: %v after the fetch, want 1h ± 10%%", d)
+		}
+	}
+	st := c.Status()
+	checkNext(t, st, first)
+	st.NextRefresh = time.Time{}
+	if want := (jwks.Status{Loaded: true, Keys: 2, LastSuccess: first, Source: jwks.SourceFetch, FetchedAt: first, KeySetURL: url}); st != want {
+		t.Errorf("Status after the first fetch: got %+v, want %+v", st, want)
+	}
+	c.clock.Advance(time.Second)
+	if got := c.Status().Age; got != time.Second {
+		t.Errorf("Status.Age a second later: got %v, want 1s", got)
 	}
 
 	srv.setHandler(func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "down", http.StatusInternalServerError) })
 	c.clock.Advance(time.Minute)
 	_ = verify(t.Context(), c.Cache, mint(t, key(2), "k2"))
-	st := c.Status()
+	st = c.Status()
 	if !st.Loaded || st.Keys != 2 || !st.LastSuccess.Equal(first) || !errors.Is(st.LastError, jwks.ErrFetch) {
 		t.Errorf("Status after a failure: got %+v, want loaded, 2 keys, last success %v, an ErrFetch", st, first)
+	}
+	if st.Source != jwks.SourceFetch || !st.FetchedAt.Equal(first) || st.Age != time.Minute+time.Second {
+		t.Errorf("Status after a failure: source %q fetched at %v age %v, want fetch, %v, 1m1s", st.Source, st.FetchedAt, st.Age, first)
 	}
 
 	srv.setBody(rsaSet(t, 2))
@@ -873,8 +892,15 @@ func TestStatus(t *testing.T) {
 	if err := verify(t.Context(), c.Cache, mint(t, key(2), "k2")); err != nil {
 		t.Fatalf("verify k2: %v", err)
 	}
-	if got, want := c.Status(), (jwks.Status{Loaded: true, Keys: 1, LastSuccess: c.clock.Now()}); got != want {
-		t.Errorf("Status after recovery: got %+v, want %+v", got, want)
+	now := c.clock.Now()
+	// The observer hears of the fetch once Run has scheduled the next.
+	c.rec.next(t)
+	c.rec.next(t)
+	st = c.Status()
+	checkNext(t, st, now)
+	st.NextRefresh = time.Time{}
+	if want := (jwks.Status{Loaded: true, Keys: 1, LastSuccess: now, Source: jwks.SourceFetch, FetchedAt: now, KeySetURL: url}); st != want {
+		t.Errorf("Status after recovery: got %+v, want %+v", st, want)
 	}
 }
 

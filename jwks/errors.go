@@ -20,12 +20,20 @@ var (
 	// ErrNoUsableKeys means a JWK Set holds no key that can verify tokens
 	// with the allowed algorithms.
 	ErrNoUsableKeys = errors.New("jwks: no usable signing key")
-	// ErrBodyTooLarge means the JWKS response exceeded Config.MaxBodyBytes.
+	// ErrBodyTooLarge means the JWKS response exceeded Config.MaxBodyBytes
+	// (or a discovery document [MaxDiscoveryBytes]).
 	ErrBodyTooLarge = errors.New("jwks: response body too large")
+	// ErrDiscovery means a fetched discovery document is not an acceptable
+	// OpenID Connect discovery document.
+	ErrDiscovery = errors.New("jwks: not a usable discovery document")
+	// ErrIssuerMismatch means a discovery document names another issuer
+	// than the configured one (OpenID Connect Discovery 1.0 section 4.3).
+	ErrIssuerMismatch = errors.New("jwks: discovery document names another issuer")
 )
 
-// StatusError is returned (wrapped in [ErrFetch]) when the JWKS endpoint
-// answers with a status other than 200.
+// StatusError is returned (wrapped in [ErrFetch]) when the JWKS endpoint or
+// the discovery document's answers with a status other than 200 (or a 304
+// to a conditional request).
 type StatusError struct {
 	// URL is the JWKS URL with its user info masked, as are the URLs in
 	// every error and log line of this package: they reach logs, /readyz and

@@ -11,6 +11,9 @@ import (
 	"math/big"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -74,4 +77,69 @@ func Example() {
 	// ready: true keys: 1
 	// allowed: alice
 	// run: <nil>
+}
+
+// A Cache that finds the key set through OpenID Connect discovery and keeps
+// the last good one on disk: a second start, with the provider down, is
+// ready at once from the stored set.
+func Example_discovery() {
+	priv, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		panic(err)
+	}
+	b64 := base64.RawURLEncoding.EncodeToString
+	set, _ := json.Marshal(map[string]any{"keys": []map[string]string{{
+		"kty": "RSA", "kid": "2026-01", "alg": "RS256", "use": "sig",
+		"n": b64(priv.N.Bytes()), "e": b64(big.NewInt(int64(priv.E)).Bytes()),
+	}}})
+	var up atomic.Bool
+	up.Store(true)
+	var idp *httptest.Server
+	idp = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case !up.Load():
+			http.Error(w, "down", http.StatusServiceUnavailable)
+		case r.URL.Path == "/.well-known/openid-configuration":
+			_ = json.NewEncoder(w).Encode(map[string]string{"issuer": idp.URL + "/", "jwks_uri": idp.URL + "/keys"})
+		case r.URL.Path == "/keys":
+			_, _ = w.Write(set)
+		}
+	}))
+	defer idp.Close()
+	dir, err := os.MkdirTemp("", "jwks-example")
+	if err != nil {
+		panic(err)
+	}
+	defer os.RemoveAll(dir)
+
+	start := func() (*jwks.Cache, func()) {
+		cache, err := jwks.New(jwks.Config{
+			Name: "example", Issuer: idp.URL + "/", Discovery: true,
+			CacheDir: dir, Logger: slog.New(slog.DiscardHandler),
+		})
+		if err != nil {
+			panic(err)
+		}
+		ctx, stop := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- cache.Run(ctx) }()
+		for deadline := time.Now().Add(10 * time.Second); cache.Status().LastSuccess.IsZero() && cache.Status().LastError == nil && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond)
+		}
+		return cache, func() { stop(); <-done }
+	}
+
+	cache, stop := start()
+	st := cache.Status()
+	fmt.Println("first start:", cache.Ready(), st.Source, strings.TrimPrefix(st.KeySetURL, idp.URL))
+	stop()
+
+	up.Store(false)
+	cache, stop = start()
+	st = cache.Status()
+	fmt.Println("provider down:", cache.Ready(), st.Source, st.LastError != nil)
+	stop()
+	// Output:
+	// first start: true fetch /keys
+	// provider down: true disk true
 }

@@ -5,25 +5,35 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rsa"
+	"encoding/json"
 	"errors"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/MicahParks/jwkset"
+	jsonv2 "github.com/go-json-experiment/json"
 
 	"github.com/extauthz/extauthz/jwks"
 )
 
-// FuzzParse feeds arbitrary documents to Parse, the one function that reads
-// bytes an identity provider (or whoever answers in its place) controls.
-// Seeds: the JWK Sets under testdata, the first of them with key_ops,
+// FuzzParse feeds arbitrary documents to Parse, which reads bytes an
+// identity provider (or whoever answers in its place) controls. Seeds: the
+// JWK Sets under testdata (the providers' included), the first of them with
+// key_ops,
 // duplicate and case-folded member names and invalid UTF-8 put in, garbage
 // and the empty document; the fuzzer's own finds are kept under
 // testdata/fuzz/FuzzParse.
 func FuzzParse(f *testing.F) {
-	for _, name := range []string{"rsa.jwks.json", "ec.jwks.json", "mixed.jwks.json"} {
+	names := []string{"rsa.jwks.json", "ec.jwks.json", "mixed.jwks.json"}
+	providerSets, _ := filepath.Glob(filepath.Join("testdata", "providers", "*", "jwks.json"))
+	for _, p := range providerSets {
+		names = append(names, strings.TrimPrefix(p, "testdata"+string(filepath.Separator)))
+	}
+	for _, name := range names {
 		b, err := os.ReadFile(filepath.Join("testdata", name))
 		if err != nil {
 			f.Fatal(err)
@@ -159,4 +169,90 @@ func checkParse(t *testing.T, res jwks.ParseResult, err error, maxKeys int, ok f
 // checks of its checkPublicKey) and k is large enough.
 func rsaUsable(k *rsa.PublicKey) bool {
 	return k.N.BitLen() >= jwks.MinRSABits && k.N.Bit(0) == 1 && k.E >= 3 && k.E%2 == 1 && k.E <= 1<<31-1
+}
+
+// FuzzDiscovery feeds arbitrary documents to ParseDiscovery, the other
+// function that reads bytes a provider controls, and checks that what it
+// accepts is bounded, well formed and read the same by encoding/json (which
+// matches names case-insensitively and keeps the last of duplicates) and by
+// go-json-experiment's strict decoder: a document parsers could read as
+// naming two issuers or two key sets is never accepted. Seeds: the
+// providers' documents under testdata and the tricks TestParseDiscovery
+// lists; inputs that fail are kept under testdata/fuzz/FuzzDiscovery.
+func FuzzDiscovery(f *testing.F) {
+	docs, _ := filepath.Glob(filepath.Join("testdata", "providers", "*", "*openid-configuration.json"))
+	if len(docs) == 0 {
+		f.Fatal("no discovery documents under testdata/providers")
+	}
+	for _, p := range docs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	for _, s := range []string{
+		"",
+		"null",
+		"{}",
+		"[]",
+		`{"issuer":"https://idp.test","jwks_uri":"https://idp.test/jwks"}`,
+		`{"issuer":"https://idp.test","jwks_uri":"https://idp.test/jwks","issuer":"https://evil.test"}`,
+		`{"Issuer":"https://evil.test","issuer":"https://idp.test","jwks_uri":"https://idp.test/jwks"}`,
+		`{"issuer":"https://idp.test","jwks_uri":"https://idp.test/jwks","JWKS_URI":"https://evil.test/jwks"}`,
+		`{"issuer":"https://idp.test","jwks_uri":"https://idp.test/jwks","iſſuer":"https://evil.test"}`,
+		`{"issuer":"https://idp.test","jwks_uri":"https://idp.test/jwks","m":{"a":1,"a":2}}`,
+		`{"issuer":"https://idp.test","jwks_uri":"https://u:p@idp.test/jwks"}`,
+		`{"issuer":"https://idp.test","jwks_uri":"/jwks"}`,
+		`{"issuer":"https:\/\/idp.test","jwks_uri":"https://idp.test/jwks\u0000"}`,
+		"{\"issuer\":\"https://idp.test\",\"jwks_uri\":\"https://idp.test/jwks\",\"x\":\"\xff\"}",
+		`{"issuer":"https://idp.test","jwks_uri":"https://idp.test/jwks"} {}`,
+		`{"issuer":1,"jwks_uri":null}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		d, err := jwks.ParseDiscovery(data)
+		if err != nil {
+			if !errors.Is(err, jwks.ErrDiscovery) {
+				t.Fatalf("ParseDiscovery: error %v does not wrap ErrDiscovery", err)
+			}
+			if d != (jwks.Discovery{}) {
+				t.Fatalf("ParseDiscovery: error %v with %+v", err, d)
+			}
+			return
+		}
+		if len(data) > jwks.MaxDiscoveryBytes {
+			t.Fatalf("ParseDiscovery accepted %d bytes, over MaxDiscoveryBytes", len(data))
+		}
+		if d.Issuer == "" {
+			t.Fatal("ParseDiscovery accepted an empty issuer")
+		}
+		if err := jwks.CheckURL(d.JWKSURI); err != nil {
+			t.Fatalf("ParseDiscovery accepted jwks_uri %q: %v", d.JWKSURI, err)
+		}
+		if u, err := url.Parse(d.JWKSURI); err != nil || u.User != nil {
+			t.Fatalf("ParseDiscovery accepted jwks_uri %q with user info (%v)", d.JWKSURI, err)
+		}
+		var std struct {
+			Issuer  string `json:"issuer"`
+			JWKSURI string `json:"jwks_uri"`
+		}
+		if err := json.Unmarshal(data, &std); err != nil {
+			t.Fatalf("ParseDiscovery accepted what encoding/json refuses: %v", err)
+		}
+		if std.Issuer != d.Issuer || std.JWKSURI != d.JWKSURI {
+			t.Fatalf("ParseDiscovery read %+v, encoding/json %+v", d, std)
+		}
+		var strict struct {
+			Issuer  string `json:"issuer"`
+			JWKSURI string `json:"jwks_uri"`
+		}
+		if err := jsonv2.Unmarshal(data, &strict); err != nil {
+			t.Fatalf("ParseDiscovery accepted what a strict decoder refuses: %v", err)
+		}
+		if strict.Issuer != d.Issuer || strict.JWKSURI != d.JWKSURI {
+			t.Fatalf("ParseDiscovery read %+v, a strict decoder %+v", d, strict)
+		}
+	})
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"math/big"
 	"net/http"
@@ -222,6 +223,11 @@ func (r *recorder) next(t testing.TB) fetchEvent {
 // Status instead.
 func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
+// slogText is a logger writing text lines to w, Debug and up.
+func slogText(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
 // testCache is a Cache whose Run goroutine is stopped at the end of the test.
 type testCache struct {
 	*jwks.Cache
@@ -235,7 +241,7 @@ type testCache struct {
 func startCache(t *testing.T, srv *jwksServer, cfg jwks.Config) *testCache {
 	t.Helper()
 	tc := &testCache{rec: newRecorder(), clock: newFakeClock()}
-	if cfg.URL == "" {
+	if cfg.URL == "" && !cfg.Discovery {
 		cfg.URL = srv.URL + "/.well-known/jwks.json"
 	}
 	if cfg.RefreshInterval == 0 {

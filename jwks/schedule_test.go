@@ -78,10 +78,13 @@ func sleepCtx(r *http.Request, d time.Duration) error {
 }
 
 // runInBubble builds a Cache on idp and starts Run. The returned stop
-// cancels Run and checks that it returned nil.
-func runInBubble(t *testing.T, idp *fakeIdP, cfg jwks.Config) (*jwks.Cache, func()) {
+// cancels Run and checks that it returned nil. The schedule has no jitter,
+// so that fetch times are exact, unless the test passes its own.
+func runInBubble(t *testing.T, idp *fakeIdP, cfg jwks.Config, jitter ...func(time.Duration) time.Duration) (*jwks.Cache, func()) {
 	t.Helper()
-	cfg.URL = "https://idp.test/.well-known/jwks.json"
+	if cfg.URL == "" && !cfg.Discovery {
+		cfg.URL = "https://idp.test/.well-known/jwks.json"
+	}
 	cfg.Client = &http.Client{Transport: idp}
 	if cfg.Logger == nil {
 		cfg.Logger = quietLogger()
@@ -90,6 +93,8 @@ func runInBubble(t *testing.T, idp *fakeIdP, cfg jwks.Config) (*jwks.Cache, func
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
+	noJitter := func(d time.Duration) time.Duration { return d }
+	jwks.SetJitter(c, append(jitter, noJitter)[0])
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()

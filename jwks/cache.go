@@ -212,6 +212,10 @@ type Status struct {
 // Cache holds one provider's key set. It is safe for concurrent use. Its
 // lookups work once [Cache.Run] has loaded a key set.
 type Cache struct {
+	// keyInfo and firstSeen describe the set in force (Keys); guarded by mu.
+	keyInfo   []KeyInfo
+	firstSeen map[string]time.Time
+
 	cfg       Config
 	discURL   string // the discovery document's URL, "" without discovery
 	storeID   string // what the disk file is for (store.go)
@@ -798,6 +802,7 @@ func (c *Cache) refreshKeySet(ctx context.Context) (r keySetResult) {
 		c.body = resp.body
 	}
 	c.keys.Store(int64(len(res.Keys)))
+	c.noteKeys(res.Keys, c.cfg.Now())
 	c.version.Add(1)
 	c.loaded.Store(true)
 	r.parsed = res

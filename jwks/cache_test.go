@@ -939,3 +939,25 @@ func TestConcurrentUse(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestKeysFirstSeen: Keys describes the set in force (kid, alg, type, size)
+// and keeps the time each kid was first seen across refreshes.
+func TestKeysFirstSeen(t *testing.T) {
+	srv := newJWKSServer(t, rsaSet(t, 0))
+	tc := startCache(t, srv, jwks.Config{MinRefreshInterval: time.Millisecond})
+	t0 := tc.clock.Now()
+	keys := tc.Keys()
+	if len(keys) != 1 || keys[0].KID != kid(0) || keys[0].Type != "RSA" || keys[0].Bits != 2048 || !keys[0].FirstSeen.Equal(t0) {
+		t.Fatalf("Keys = %+v", keys)
+	}
+	tc.clock.Advance(time.Hour)
+	srv.setBody(rsaSet(t, 0, 1))
+	// An unknown kid refreshes the set.
+	if err := verify(t.Context(), tc.Cache, mint(t, key(1), kid(1))); err != nil {
+		t.Fatalf("after rotation: %v", err)
+	}
+	keys = tc.Keys()
+	if len(keys) != 2 || !keys[0].FirstSeen.Equal(t0) || keys[1].KID != kid(1) || !keys[1].FirstSeen.Equal(t0.Add(time.Hour)) {
+		t.Fatalf("after a rotation: %+v", keys)
+	}
+}

@@ -258,6 +258,7 @@ func (c *Cache) loadStored(ctx context.Context) {
 	}
 	c.body = f.KeySet
 	c.keys.Store(int64(len(res.Keys)))
+	c.noteKeys(res.Keys, c.cfg.Now())
 	c.version.Add(1)
 	c.loaded.Store(true)
 	c.mu.Lock()

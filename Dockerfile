@@ -12,9 +12,10 @@
 # (the default builder of current Docker; for docker-compose 1.x set
 # DOCKER_BUILDKIT=1 COMPOSE_DOCKER_CLI_BUILD=1).
 
-# The builder only needs a Go toolchain at least as new as go.mod's "go"
-# line; the image's GOTOOLCHAIN=local keeps the build from downloading another.
-ARG GO_VERSION=1.26
+# The toolchain of go.mod's "go" line, exactly, as the tests build with
+# (deploy/manifests/image_test.go checks the two agree); the image's
+# GOTOOLCHAIN=local keeps the build from downloading another.
+ARG GO_VERSION=1.26.8
 
 # Build on the build machine's own platform and cross-compile (pure Go, no
 # cgo), so multi-platform builds do not run the compiler under emulation.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -20,6 +21,15 @@ type env map[string]string
 func (e env) lookup(name string) (string, bool) {
 	v, ok := e[name]
 	return v, ok
+}
+
+// environ is e as os.Environ returns the environment.
+func (e env) environ() []string {
+	var out []string
+	for k, v := range e {
+		out = append(out, k+"="+v)
+	}
+	return out
 }
 
 // writeConfig writes body to a config file in a fresh temp dir and returns
@@ -310,9 +320,9 @@ func TestEnviron(t *testing.T) {
 		t.Fatal(err)
 	}
 	process := env{"AUTHZ_ISSUER": "https://process.example.com"}
-	lookup, err := Environ(process.lookup, dotenv)
-	if err != nil {
-		t.Fatalf("Environ = %v", err)
+	lookup, warnings, err := Environ(process.environ(), dotenv)
+	if err != nil || warnings != nil {
+		t.Fatalf("Environ = %v, warnings %q; want no error or warning", err, warnings)
 	}
 	for _, tc := range []struct {
 		name    string
@@ -342,7 +352,7 @@ func TestEnviron(t *testing.T) {
 	}
 
 	t.Run("missing file", func(t *testing.T) {
-		lookup, err := Environ(env{"X": "1"}.lookup, filepath.Join(t.TempDir(), ".env"))
+		lookup, _, err := Environ(env{"X": "1"}.environ(), filepath.Join(t.TempDir(), ".env"))
 		if err != nil {
 			t.Fatalf("Environ(missing) = %v, want nil", err)
 		}
@@ -355,17 +365,67 @@ func TestEnviron(t *testing.T) {
 		if err := os.WriteFile(bad, []byte("AUTHZ_ISSUER='unterminated\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		_, err := Environ(env{}.lookup, bad)
+		_, _, err := Environ(nil, bad)
 		if err == nil || !strings.Contains(err.Error(), bad) {
 			t.Errorf("Environ(malformed) = %v, want an error naming %s", err, bad)
 		}
 	})
+	t.Run("first of a name wins", func(t *testing.T) {
+		lookup, _, err := Environ([]string{"A=1", "A=2", "NOEQUALS", "B=x=y"}, filepath.Join(t.TempDir(), ".env"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, want := range map[string]string{"A": "1", "B": "x=y"} {
+			if got, ok := lookup(name); got != want || !ok {
+				t.Errorf("lookup(%s) = %q, %v; want %q (as os.Getenv)", name, got, ok, want)
+			}
+		}
+	})
+}
+
+// TestEnvironWarnings: what the server will not read although it looks
+// meant for it is named, once, with the setting it may mean: an AUTHZ_*
+// variable that names none, in the environment or the .env, and a .env line
+// godotenv misreads for want of an =.
+func TestEnvironWarnings(t *testing.T) {
+	dotenv := filepath.Join(t.TempDir(), ".env")
+	body := "# the guide's .env, with typos\n" +
+		"AUTHACTION_DOMAIN localhost:9000\n" + // no =: godotenv reads "AUTHACTION_DOMAIN localhost" = "9000"
+		"AUTHACTION_AUDIENCE=https://api.example.com\n" +
+		"export AUTHZ_CLOCKSKEW=30s\n" +
+		"AUTHZ_ISSUER=https://i.example.com\n" +
+		"OTHER_TOOL=x\n" + // not the server's: no warning
+		"=orphan\n"
+	if err := os.WriteFile(dotenv, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	process := env{"AUTHZ_AUDIENCES": "a", "AUTHZ_WHATEVER": "x", "AUTHZ_REALM": "r", "PATH": "/bin", "AUTHACTION_EXTRA": "guide's own"}
+	lookup, warnings, err := Environ(process.environ(), dotenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"AUTHZ_AUDIENCES names no setting and is ignored; did you mean AUTHZ_AUDIENCE? (-h lists the variables)",
+		"AUTHZ_WHATEVER names no setting and is ignored (-h lists the variables)",
+		dotenv + `:2: "AUTHACTION_DOMAIN localhost" is not a variable name, so the line sets nothing: write NAME=value`,
+		dotenv + ":4: AUTHZ_CLOCKSKEW names no setting and is ignored; did you mean AUTHZ_CLOCK_SKEW? (-h lists the variables)",
+		dotenv + `:7: "" is not a variable name, so the line sets nothing: write NAME=value`,
+	}
+	if !slices.Equal(warnings, want) {
+		t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(warnings, "\n"), strings.Join(want, "\n"))
+	}
+	if v, ok := lookup("AUTHACTION_DOMAIN localhost"); ok {
+		t.Errorf("the misread entry is still there: %q", v)
+	}
+	if v, _ := lookup("AUTHACTION_AUDIENCE"); v != "https://api.example.com" {
+		t.Errorf("AUTHACTION_AUDIENCE = %q: the lines after a bad one must still be read", v)
+	}
 }
 
 // withDotenv layers the .env file at path under e.
 func (e env) withDotenv(t *testing.T, path string) env {
 	t.Helper()
-	lookup, err := Environ(e.lookup, path)
+	lookup, _, err := Environ(e.environ(), path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -557,8 +617,23 @@ func TestLoadFileErrors(t *testing.T) {
 		{name: "symmetric algorithm", body: "providers:\n  - issuer: https://a.example.com\n    audiences: [a]\n    algorithms: [HS256]\n", line: 2, wants: []string{"providers[0]", "HS256"}},
 		{name: "relative jwks url", body: "providers:\n  - issuer: https://a.example.com\n    audiences: [a]\n    jwks_url: /keys\n", line: 2, wants: []string{"providers[0]", "/keys"}},
 		{name: "issuer that is no URL", body: "providers:\n  - issuer: tenant\n    audiences: [a]\n", line: 2, wants: []string{"providers[0]", "tenant"}},
-		{name: "empty claim", body: single + "\nclaim_headers:\n  x-jwt-sub: \"\"\n", line: 4, wants: []string{"claim_headers", "x-jwt-sub"}},
-		{name: "claim header twice", body: single + "claim_headers:\n  X-User: sub\n  x-user: email\n", line: 3, wants: []string{"claim_headers", "x-user"}},
+		{name: "empty claim", body: single + "\nclaim_headers:\n  x-jwt-sub: \"\"\n", line: 5, wants: []string{"claim_headers", "x-jwt-sub"}},
+		{name: "claim header twice", body: single + "claim_headers:\n  X-User: sub\n  x-user: email\n", line: 4, wants: []string{"claim_headers", "x-user", "lines 4 and 5"}},
+		{name: "forbidden claim header", body: single + "claim_headers:\n  x-jwt-sub: sub\n  Authorization: email\n", line: 5, wants: []string{"claim_headers", "authorization", "cannot be a claim header"}},
+		{name: "look-alike claim headers", body: single + "claim_headers:\n  x-jwt-sub: sub\n  x-other: email\n  X_JWT_SUB: email\n", line: 4, wants: []string{"claim_headers", "x_jwt_sub", "x-jwt-sub", "lines 4 and 6"}},
+		{name: "claim header not a token", body: single + "claim_headers:\n  \"x jwt\": sub\n", line: 4, wants: []string{"claim_headers", "x jwt"}},
+		{name: "syntax: unclosed list", body: single + "rules:\n  - path: /a\n    scopes: [a\n  - path: /b\n", line: 5, wants: []string{"did not find expected ',' or ']'"}},
+		{name: "syntax: indentation", body: single + "rules:\n  - path: /a\n  - path: /b\n    scopes: [x]\n   hosts: [a]\n", line: 7, wants: []string{"expected '-' indicator"}},
+		{name: "syntax: missing colon", body: single + "claim_headers:\n  x-a: sub\n  x-b sub\n  x-c: email\n", line: 5, wants: []string{"could not find expected ':'"}},
+		{name: "syntax: tab", body: single + "rules:\n  - path: /a\n\tscopes: [a]\n", line: 5, wants: []string{"tab character"}},
+		{name: "syntax: unterminated quote", body: single + "realm: \"abc\n", line: 3, wants: []string{"unexpected end of stream"}},
+		{name: "type: scalar for a list", body: single + "rules:\n  - path: /a\n    scopes: admin\n", line: 5, wants: []string{`rules[0].scopes: "admin" is not a list`}},
+		{name: "type: list for a scalar", body: single + "rules:\n  - path: [/a]\n", line: 4, wants: []string{"rules[0].path: a list is not a single value"}},
+		{name: "type: not a bool", body: single + "rules:\n  - path: /a\n  - path: /b\n    public: yes please\n", line: 6, wants: []string{`rules[1].public: "yes please" is not true or false`}},
+		{name: "type: policy not a mapping", body: single + "policies:\n  admin: [a]\n", line: 4, wants: []string{"policies.admin: a list is not a mapping (a rule)"}},
+		{name: "type: claim header list", body: single + "claim_headers:\n  x-a: [sub]\n", line: 4, wants: []string{"claim_headers.x-a: a list is not a single value"}},
+		{name: "type: long value cut", body: "providers:\n  - issuer: https://a.example.com\n    audiences: https://api.example.com/very/long\n", line: 3, wants: []string{`providers[0].audiences: "https://api.example.com/very/long" is not a list`}},
+		{name: "unknown field named with its place", body: single + "policies:\n  admin:\n    scope: [a]\n", line: 5, wants: []string{"policies.admin: unknown field scope"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -104,7 +105,7 @@ func parseFile(data []byte) (*fileConfig, yaml.Node, error) {
 		return fc, root, nil
 	}
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, root, err
+		return nil, root, syntaxError(data, err)
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	// Unknown keys of providers and rules are errors; the top level's go to
@@ -116,7 +117,9 @@ func parseFile(data []byte) (*fileConfig, yaml.Node, error) {
 		if !ok {
 			return nil, root, err
 		}
-		msgs = te.Errors
+		for _, m := range te.Errors {
+			msgs = append(msgs, nameField(&root, m))
+		}
 	}
 	if msgs = append(msgs, fc.scalars(&root)...); len(msgs) > 0 {
 		return nil, root, &yaml.TypeError{Errors: msgs}
@@ -229,6 +232,205 @@ func lineOfKey(root *yaml.Node, key, name string) int {
 		return n.Content[i].Line
 	}
 	return 0
+}
+
+// syntaxError returns err, a YAML syntax error, with the line of the
+// problem. The YAML library names the line where the construct around it
+// began (a block mapping, the rules: list), counted from 0 for parser
+// errors: often a line or more before the mistake. The problem's line is
+// the first from there at which the file, cut after it, fails with the
+// same message: the parser reads left to right, so the mistake fails the
+// same way in every longer cut, and a shorter cut either parses or fails
+// for its truncation. At most maxSyntaxCuts cuts are parsed, one line
+// apart, then the rest by halves.
+func syntaxError(data []byte, err error) error {
+	rest, ok := strings.CutPrefix(err.Error(), "yaml: line ")
+	if !ok {
+		return err
+	}
+	n, msg, ok := strings.Cut(rest, ": ")
+	line, aerr := strconv.Atoi(n)
+	if !ok || aerr != nil {
+		return err
+	}
+	lines := bytes.SplitAfter(data, []byte("\n"))
+	fails := func(cut int) bool {
+		var n yaml.Node
+		e := yaml.Unmarshal(bytes.Join(lines[:cut], nil), &n)
+		if e == nil {
+			return false
+		}
+		_, m, _ := strings.Cut(strings.TrimPrefix(e.Error(), "yaml: line "), ": ")
+		return m == msg
+	}
+	lo, hi := max(line, 1), len(lines) // fails(hi): the whole file
+	if lo >= hi {
+		return &syntaxErr{line: line, msg: msg, err: err}
+	}
+	for cut := lo; cut < min(hi, lo+maxSyntaxCuts); cut++ {
+		if fails(cut) {
+			return &syntaxErr{line: cut, msg: msg, err: err}
+		}
+	}
+	for lo = min(hi, lo+maxSyntaxCuts); lo < hi; {
+		if mid := lo + (hi-lo)/2; fails(mid) {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	return &syntaxErr{line: hi, msg: msg, err: err}
+}
+
+// maxSyntaxCuts bounds the line-by-line search of syntaxError: a mistake is
+// rarely more lines than this below the construct it breaks.
+const maxSyntaxCuts = 64
+
+// syntaxErr is a YAML syntax error with the line of its problem, worded as
+// the YAML library words its errors.
+type syntaxErr struct {
+	line int
+	msg  string
+	err  error
+}
+
+func (e *syntaxErr) Error() string { return fmt.Sprintf("yaml: line %d: %s", e.line, e.msg) }
+func (e *syntaxErr) Unwrap() error { return e.err }
+
+// nameField rewords one of the YAML library's decoding errors, which name a
+// line and Go types ("line 5: cannot unmarshal !!str `admin` into
+// []string", "line 5: field scope not found in type config.fileRule"), to
+// name the field and what it should be: "line 5: rules[0].scopes: "admin"
+// is not a list", "line 5: rules[0]: unknown field scope". An error it
+// cannot place is returned as it is.
+func nameField(root *yaml.Node, msg string) string {
+	rest, ok := strings.CutPrefix(msg, "line ")
+	if !ok {
+		return msg
+	}
+	n, text, ok := strings.Cut(rest, ": ")
+	line, err := strconv.Atoi(n)
+	if !ok || err != nil {
+		return msg
+	}
+	if f, ok := strings.CutPrefix(text, "field "); ok {
+		if name, _, ok := strings.Cut(f, " not found in type "); ok {
+			if path, _, found := fieldAt(root, line, true, func(k *yaml.Node) bool { return k.Value == name }); found && path != "" {
+				return fmt.Sprintf("line %d: %s: unknown field %s", line, path, name)
+			}
+		}
+		return msg
+	}
+	m := unmarshalError.FindStringSubmatch(text)
+	if m == nil {
+		return msg
+	}
+	tag, goType := m[1], m[3]
+	path, v, found := fieldAt(root, line, false, func(v *yaml.Node) bool {
+		if v.ShortTag() != tag {
+			return false
+		}
+		if cut, ok := strings.CutSuffix(m[2], "..."); ok {
+			return strings.HasPrefix(v.Value, cut)
+		}
+		return m[2] == "" || v.Value == m[2]
+	})
+	if !found {
+		return msg
+	}
+	if path == "" {
+		path = "the file"
+	}
+	return fmt.Sprintf("line %d: %s: %s is not %s", line, path, yamlWhat(v), goWhat(goType))
+}
+
+// unmarshalError is the YAML library's type error: the node's tag, its
+// value for a scalar (cut to 7 bytes and "..." past 10), the Go type.
+var unmarshalError = regexp.MustCompile("^cannot unmarshal (!!\\w+)(?: `(.*)`)? into (.+)$")
+
+// fieldAt finds, on line, the deepest value node (a mapping's value, a
+// list's element or the document) that match accepts, or with keys, the
+// first mapping key; it returns the node and its path, rules[0].scopes or
+// policies.admin, "" for the document (a key's path is its mapping's).
+func fieldAt(root *yaml.Node, line int, keys bool, match func(n *yaml.Node) bool) (string, *yaml.Node, bool) {
+	var (
+		best      *yaml.Node
+		bestPath  string
+		bestDepth = -1
+	)
+	var walk func(n *yaml.Node, path string, depth int)
+	walk = func(n *yaml.Node, path string, depth int) {
+		if n == nil || depth > 64 || keys && best != nil { // files are shallow
+			return
+		}
+		if !keys && n.Line == line && depth > bestDepth && match(n) {
+			best, bestPath, bestDepth = n, path, depth
+		}
+		switch n.Kind {
+		case yaml.DocumentNode:
+			if len(n.Content) > 0 {
+				walk(n.Content[0], path, depth+1)
+			}
+		case yaml.SequenceNode:
+			for i, c := range n.Content {
+				walk(c, fmt.Sprintf("%s[%d]", path, i), depth+1)
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k := n.Content[i]
+				if keys && k.Line == line && match(k) {
+					best, bestPath = k, path
+					return
+				}
+				p := k.Value
+				if path != "" {
+					p = path + "." + k.Value
+				}
+				walk(n.Content[i+1], p, depth+1)
+			}
+		}
+	}
+	walk(root, "", 0)
+	return bestPath, best, best != nil
+}
+
+// yamlWhat names what the file holds at a node: a list, a mapping, or the
+// value itself, quoted (and cut when long).
+func yamlWhat(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.MappingNode:
+		return "a mapping"
+	}
+	v := n.Value
+	if len(v) > 40 {
+		v = v[:37] + "..."
+	}
+	return strconv.Quote(v)
+}
+
+// goWhat names what a Go type of the file's shape expects.
+func goWhat(t string) string {
+	switch {
+	case t == "config.fileConfig":
+		return "a mapping of settings"
+	case strings.HasPrefix(t, "[]config.file"):
+		return "a list of " + strings.ToLower(strings.TrimPrefix(t, "[]config.file")) + "s"
+	case strings.HasPrefix(t, "[]"):
+		return "a list"
+	case strings.HasPrefix(t, "map[string]config.file"):
+		return "a mapping of named " + strings.ToLower(strings.TrimPrefix(t, "map[string]config.file")) + "s"
+	case strings.HasPrefix(t, "map["):
+		return "a mapping"
+	case strings.HasPrefix(t, "config.file"):
+		return "a mapping (a " + strings.ToLower(strings.TrimPrefix(t, "config.file")) + ")"
+	case t == "bool":
+		return "true or false"
+	case t == "string":
+		return "a single value"
+	}
+	return "a " + t
 }
 
 // fileError is a YAML error rendered as one line of FILE:LINE: messages.

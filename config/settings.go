@@ -160,6 +160,9 @@ type field interface {
 	set(c *Config, text string) error
 	// get returns the value in c; values of one field are comparable.
 	get(c *Config) any
+	// kind names the value's type in -h: duration, int, string, or "" for
+	// a switch (true or false).
+	kind() string
 }
 
 // typed is the field of a setting of type T.
@@ -183,6 +186,19 @@ func (f typed[T]) set(c *Config, text string) error {
 }
 
 func (f typed[T]) get(c *Config) any { return *f.ptr(c) }
+
+func (f typed[T]) kind() string {
+	var zero T
+	switch any(zero).(type) {
+	case time.Duration:
+		return "duration"
+	case int, int64:
+		return "int"
+	case bool:
+		return ""
+	}
+	return "string"
+}
 
 // The parsers of the rows. Each reads the text of a flag, a variable, a file
 // value or a default alike.
@@ -210,18 +226,21 @@ func oneOf(names ...string) func(string) (string, error) {
 	}
 }
 
+// positiveDuration accepts a duration above zero.
 func positiveDuration(s string) (time.Duration, error) {
-	d, err := durationOrZero(s)
-	if err == nil && d == 0 {
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
 		return 0, fmt.Errorf("%q is not a positive duration such as 10s or 15m", s)
 	}
-	return d, err
+	return d, nil
 }
 
+// durationOrZero accepts a duration of zero or more (0 alone included),
+// for the settings where 0 means none or off.
 func durationOrZero(s string) (time.Duration, error) {
 	d, err := time.ParseDuration(s)
 	if err != nil || d < 0 {
-		return 0, fmt.Errorf("%q is not a positive duration such as 10s or 15m", s)
+		return 0, fmt.Errorf("%q is not a duration of 0 or more such as 0, 10s or 15m", s)
 	}
 	return d, nil
 }

@@ -130,12 +130,22 @@ func TestSettingsTable(t *testing.T) {
 			t.Fatalf("Load(-h) = %v, want flag.ErrHelp", err)
 		}
 		for _, s := range settings {
+			// The type its parser reads, as flag.PrintDefaults shows its own
+			// flags' types: a duration or a number is no string.
 			line := "-" + s.name
-			if !s.isSwitch() {
+			switch {
+			case s.field == nil:
 				line += " string"
+			case s.field.kind() != "":
+				line += " " + s.field.kind()
 			}
 			if !strings.Contains(usage.String(), "  "+line+"\n") || !strings.Contains(usage.String(), "[$"+s.env()+"]") {
 				t.Errorf("-h does not list %s with [$%s]", line, s.env())
+			}
+		}
+		for _, want := range []string{"  -clock-skew duration\n", "  -jwks-max-bytes int\n", "  -admin-pprof\n", "  -realm string\n", "  -version\n"} {
+			if !strings.Contains(usage.String(), want) {
+				t.Errorf("-h does not contain %q:\n%s", want, usage.String())
 			}
 		}
 	})
@@ -202,5 +212,47 @@ func TestKeySetSettings(t *testing.T) {
 		if changed := KeySetSettings(start) != KeySetSettings(&next); changed != s.keySet {
 			t.Errorf("%s changed: key set settings changed %v, want %v", s.name, changed, s.keySet)
 		}
+	}
+}
+
+// TestDurationMessages: a duration setting's error says what its parser
+// accepts: "positive" only where 0 is refused too, "0 or more" where 0 is
+// a value (none, or off).
+func TestDurationMessages(t *testing.T) {
+	for _, s := range settings {
+		if s.field == nil || s.field.kind() != "duration" {
+			continue
+		}
+		t.Run(s.name, func(t *testing.T) {
+			zeroErr := s.field.set(&Config{}, "0s")
+			err := s.field.set(&Config{}, "-1s")
+			if err == nil {
+				t.Fatal("-1s accepted")
+			}
+			if zeroErr == nil {
+				if strings.Contains(err.Error(), "positive") || !strings.Contains(err.Error(), "0 or more") {
+					t.Errorf("0s is accepted, but -1s's error reads %q", err)
+				}
+				return
+			}
+			for _, e := range []error{zeroErr, err} {
+				if !strings.Contains(e.Error(), "positive") {
+					t.Errorf("0s is refused, but the error reads %q, not positive", e)
+				}
+			}
+		})
+	}
+}
+
+// TestVersionFlag: --version is no setting; Load returns ErrVersion for it,
+// whatever else is missing, and -h lists it.
+func TestVersionFlag(t *testing.T) {
+	for _, args := range [][]string{{"--version"}, {"-version=true"}, {"--realm", "x", "--version"}} {
+		if _, err := Load(args, env{}.lookup, io.Discard); !errors.Is(err, ErrVersion) {
+			t.Errorf("Load(%q) = %v, want ErrVersion", args, err)
+		}
+	}
+	if _, err := Load(append([]string{"--version=false"}, minimal...), env{}.lookup, io.Discard); err != nil {
+		t.Errorf("Load(--version=false) = %v, want a configuration", err)
 	}
 }

@@ -9,13 +9,18 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 
 	"go.yaml.in/yaml/v3"
 )
 
+// ErrVersion is returned by [Load] for --version: the caller prints the
+// version and exits, as for flag.ErrHelp.
+var ErrVersion = errors.New("config: --version")
+
 // parseFlags parses the command line into the flags given, by name: one flag
-// per setting. flag.ErrHelp is returned for -h, after the usage went to
-// usage.
+// per setting, and --version. flag.ErrHelp is returned for -h, after the
+// usage went to usage; ErrVersion for --version.
 func parseFlags(args []string, usage io.Writer) (map[string]string, error) {
 	fs := flag.NewFlagSet("extauthz", flag.ContinueOnError)
 	// The flag package prints the error and the whole usage on a bad flag;
@@ -29,23 +34,61 @@ func parseFlags(args []string, usage io.Writer) (map[string]string, error) {
 			fs.Var(&switchValue{s: s.def}, s.name, help)
 			continue
 		}
-		fs.String(s.name, s.def, help)
+		fs.Var(&textValue{s: s.def}, s.name, help)
 	}
+	version := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintf(usage, "Usage: extauthz [flags]\n\nEnvoy ext_authz (gRPC) and forward-auth (HTTP) server that verifies JWT bearer tokens against a JWKS.\nEvery flag can also be set by the variable in brackets, in the environment or in ./.env.\n\n")
-			fs.SetOutput(usage)
-			fs.PrintDefaults()
+			printFlags(usage, fs)
 			return nil, err
 		}
 		return nil, fmt.Errorf("%w (-h lists the flags)", err)
+	}
+	if *version {
+		return nil, ErrVersion
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q (settings are flags such as --issuer)", fs.Arg(0))
 	}
 	given := map[string]string{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = f.Value.String() })
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name != "version" {
+			given[f.Name] = f.Value.String()
+		}
+	})
 	return given, nil
+}
+
+// printFlags lists the flags in the table's order (related settings stay
+// together), then --version, in flag.PrintDefaults' layout, each with the
+// type of its value as the table's parser reads it: duration (10s, 15m),
+// int, string, or nothing for a switch.
+func printFlags(w io.Writer, fs *flag.FlagSet) {
+	entry := func(name, kind, usage, def string, quote bool) {
+		line := "  -" + name
+		if kind != "" {
+			line += " " + kind
+		}
+		line += "\n    \t" + strings.ReplaceAll(usage, "\n", "\n    \t")
+		switch {
+		case def == "" || def == "false" && kind == "":
+		case quote:
+			line += fmt.Sprintf(" (default %q)", def)
+		default:
+			line += " (default " + def + ")"
+		}
+		fmt.Fprintln(w, line)
+	}
+	for _, s := range settings {
+		kind := "string"
+		if s.field != nil {
+			kind = s.field.kind()
+		}
+		entry(s.name, kind, fs.Lookup(s.name).Usage, s.def, kind == "string")
+	}
+	v := fs.Lookup("version")
+	entry(v.Name, "", v.Usage, "", false)
 }
 
 // sources are the places a setting may be set, highest precedence first.
@@ -110,6 +153,22 @@ func (src *sources) value(s setting) (val, where string) {
 // idx-th element when idx >= 0).
 func (src *sources) at(key string, idx int) string {
 	return fmt.Sprintf("%s:%d", src.path, lineOf(&src.root, key, idx))
+}
+
+// textValue is a setting's flag, kept as text: the setting's parser reads it
+// like the variable's or the file's text, and names where it came from.
+type textValue struct{ s string }
+
+func (v *textValue) String() string {
+	if v == nil {
+		return ""
+	}
+	return v.s
+}
+
+func (v *textValue) Set(s string) error {
+	v.s = s
+	return nil
 }
 
 // switchValue is a boolean flag kept as text, so that it resolves like every

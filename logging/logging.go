@@ -25,12 +25,25 @@ func Level(name string) (slog.Level, error) {
 // New returns a logger writing to w at level: JSON lines for format "json",
 // slog's text format for anything else. level may be a *slog.LevelVar, so
 // that a reload can change it.
+//
+// A duration (a slog.Duration attribute, such as "duration" or "grace") is
+// written as Go writes it, "1.5ms" or "10s", in both formats: slog's JSON
+// handler alone would write nanoseconds as a bare number, with no unit.
 func New(w io.Writer, level slog.Leveler, format string) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: level}
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: durationText}
 	if format == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// durationText is the handlers' ReplaceAttr: a duration becomes its
+// time.Duration.String text.
+func durationText(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
 }
 
 // Flags are a program's --log-level and --log-format.

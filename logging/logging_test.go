@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestLevel(t *testing.T) {
@@ -49,6 +50,24 @@ func TestNew(t *testing.T) {
 			log.Info("shown")
 			if !strings.Contains(buf.String(), "shown") {
 				t.Error("the level var did not lower the level")
+			}
+		})
+	}
+}
+
+// TestNewDurations: a duration is written with its unit, "1.5ms", in JSON
+// as in text, groups included; never as bare nanoseconds.
+func TestNewDurations(t *testing.T) {
+	for _, tc := range []struct{ format, want, group string }{
+		{format: "json", want: `"duration":"1.5ms"`, group: `"fetch":{"took":"2m0s"}`},
+		{format: "text", want: "duration=1.5ms", group: "fetch.took=2m0s"},
+	} {
+		t.Run(tc.format, func(t *testing.T) {
+			var buf bytes.Buffer
+			log := New(&buf, slog.LevelInfo, tc.format)
+			log.Info("check", slog.Duration("duration", 1500*time.Microsecond), slog.Group("fetch", slog.Duration("took", 2*time.Minute)))
+			if out := buf.String(); !strings.Contains(out, tc.want) || !strings.Contains(out, tc.group) || strings.Contains(out, "1500000") {
+				t.Errorf("output %q: want %s and %s", out, tc.want, tc.group)
 			}
 		})
 	}

@@ -3,6 +3,8 @@ package server
 import (
 	"context"
 	"math"
+	"runtime"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -73,10 +75,58 @@ func newMetrics(caches func() []*jwks.Cache, tokenCache func() authz.CacheStats,
 	m.allowLatency, m.denyLatency = m.latency.WithLabelValues("allow"), m.latency.WithLabelValues("deny")
 	m.reloads.WithLabelValues("success")
 	m.reloads.WithLabelValues("error")
-	m.reg.MustRegister(m.checks, m.latency, m.fetches, m.fetchTime, m.reloads, m.lastReloadOK, m.lastReloadTime,
+	build := ReadBuildInfo()
+	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "extauthz_build_info",
+		Help:        "Always 1; the labels name the running binary: its module version ((devel) when the build recorded none), Go version and VCS revision.",
+		ConstLabels: prometheus.Labels{"version": build.Version, "goversion": build.GoVersion, "revision": build.Revision},
+	})
+	buildInfo.Set(1)
+	m.reg.MustRegister(buildInfo, m.checks, m.latency, m.fetches, m.fetchTime, m.reloads, m.lastReloadOK, m.lastReloadTime,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&cacheCollector{caches: caches, now: now}, tokenCacheCollector(tokenCache))
 	return m
+}
+
+// BuildInfo describes the running binary, as the Go toolchain recorded it.
+type BuildInfo struct {
+	// Version is the main module's version: v1.2.3 for a binary built by
+	// go install ...@v1.2.3, a pseudo-version for a build in a Git checkout
+	// with VCS stamping, "(devel)" when the build recorded none (go build
+	// with -buildvcs=false, as the Dockerfile builds, or outside a checkout).
+	Version string
+	// GoVersion is the toolchain that built it, go1.26.8.
+	GoVersion string
+	// Revision is the VCS revision it was built from, with "-dirty" when the
+	// tree had uncommitted changes; "" when the build recorded none.
+	Revision string
+}
+
+// ReadBuildInfo returns the running binary's [BuildInfo], from
+// runtime/debug.ReadBuildInfo. It is what cmd/extauthz --version prints and
+// logs at start, and the labels of extauthz_build_info.
+func ReadBuildInfo() BuildInfo {
+	b := BuildInfo{Version: "(devel)", GoVersion: runtime.Version()}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return b
+	}
+	if bi.Main.Version != "" {
+		b.Version = bi.Main.Version
+	}
+	dirty := false
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			b.Revision = s.Value
+		case "vcs.modified":
+			dirty = s.Value == "true"
+		}
+	}
+	if dirty && b.Revision != "" {
+		b.Revision += "-dirty"
+	}
+	return b
 }
 
 // ObserveCheck implements authz.Observer.

@@ -2,11 +2,30 @@ package server_test
 
 import (
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc/codes"
+
+	"github.com/extauthz/extauthz/server"
 )
+
+// TestBuildInfoMetric: extauthz_build_info is 1, labelled with the binary's
+// version, Go version and revision, the ones ReadBuildInfo returns (and
+// --version prints).
+func TestBuildInfoMetric(t *testing.T) {
+	js := newJWKS(t, signer{key(0), "k0"})
+	h := start(t, testConfig(js))
+	b := server.ReadBuildInfo()
+	if b.Version == "" || b.GoVersion != runtime.Version() {
+		t.Errorf("ReadBuildInfo = %+v, want a version ((devel) at least) and Go %s", b, runtime.Version())
+	}
+	labels := map[string]string{"version": b.Version, "goversion": b.GoVersion, "revision": b.Revision}
+	if v, ok := metricValue(h.scrape(), "extauthz_build_info", labels); !ok || v != 1 {
+		t.Errorf("extauthz_build_info%v = %v, %v; want 1", labels, v, ok)
+	}
+}
 
 // TestReloadMetrics: the token cache counters add up across reloads (the
 // counters never go back, whether a reload takes the cache over or starts a

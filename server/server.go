@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
 	"runtime"
 	"slices"
 	"strings"
@@ -58,7 +59,8 @@ type Options struct {
 	// LogLevel, when set, is the level of Logger's handler: a reload sets it
 	// to the new config's log_level. Nil means the level needs a restart.
 	LogLevel *slog.LevelVar
-	// TracerProvider makes the spans of each check (see [TracerProvider]).
+	// TracerProvider makes the spans of each check (cmd/extauthz gives the
+	// one otelenv.NewTracerProvider makes from the OTEL_* variables).
 	// Nil means no tracing, at no cost per check.
 	TracerProvider trace.TracerProvider
 }
@@ -388,16 +390,16 @@ func (s *Server) updateHealth() {
 // checks finish within the config's shutdown grace, and returns nil. A
 // listener that cannot be opened or fails is returned as an error.
 func (s *Server) Run(ctx context.Context) error {
-	grpcLis, err := s.listen(s.opts.GRPCListener, s.cfg.GRPCAddr)
+	grpcLis, err := s.listen(s.opts.GRPCListener, "grpc-addr", s.cfg.GRPCAddr)
 	if err != nil {
 		return err
 	}
-	httpLis, err := s.listen(s.opts.HTTPListener, s.cfg.HTTPAddr)
+	httpLis, err := s.listen(s.opts.HTTPListener, "http-addr", s.cfg.HTTPAddr)
 	if err != nil {
 		grpcLis.Close()
 		return err
 	}
-	adminLis, err := s.listen(s.opts.AdminListener, s.cfg.AdminAddr)
+	adminLis, err := s.listen(s.opts.AdminListener, "admin-addr", s.cfg.AdminAddr)
 	if err != nil {
 		grpcLis.Close()
 		httpLis.Close()
@@ -569,13 +571,25 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	g.authz.ServeHTTP(w, r)
 }
 
-func (s *Server) listen(l net.Listener, addr string) (net.Listener, error) {
+// listen returns l, or a new listener on addr, the value of the setting
+// name: its error names the flag, "--grpc-addr :9191: address already in
+// use", since the address alone does not say which of the three it is.
+func (s *Server) listen(l net.Listener, name, addr string) (net.Listener, error) {
 	if l != nil {
 		return l, nil
 	}
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("listen %s: %w", addr, err)
+		// "listen tcp :9191: bind: address already in use" repeats the
+		// address and names a system call: keep the cause.
+		cause := error(err)
+		if oe, ok := errors.AsType[*net.OpError](cause); ok {
+			cause = oe.Err
+		}
+		if se, ok := errors.AsType[*os.SyscallError](cause); ok {
+			cause = se.Err
+		}
+		return nil, fmt.Errorf("--%s %s: %w", name, addr, cause)
 	}
 	return lis, nil
 }

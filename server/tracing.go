@@ -2,22 +2,15 @@ package server
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"net/http"
-	"os"
 	"strings"
 	"unicode/utf8"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"go.opentelemetry.io/contrib/exporters/autoexport"
 	"go.opentelemetry.io/contrib/propagators/b3"
 	"go.opentelemetry.io/otel/attribute"
 	otelcodes "go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
-	"go.opentelemetry.io/otel/sdk/resource"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
@@ -221,55 +214,4 @@ func (o checkObserver) ObserveCheck(ctx context.Context, e authz.Event) {
 		}
 		span.SetAttributes(attrs...)
 	}
-}
-
-// TracingEnabled reports whether getenv's OTEL_* variables ask for trace
-// export: OTEL_TRACES_EXPORTER set to anything but "none", or an OTLP
-// endpoint (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT).
-// OTEL_SDK_DISABLED=true turns it off whatever else is set. Nothing set means
-// off: the OpenTelemetry default would export to localhost:4318.
-func TracingEnabled(getenv func(string) string) bool {
-	if strings.EqualFold(strings.TrimSpace(getenv("OTEL_SDK_DISABLED")), "true") {
-		return false
-	}
-	if e := strings.TrimSpace(getenv("OTEL_TRACES_EXPORTER")); e != "" {
-		return e != "none"
-	}
-	return getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != ""
-}
-
-// NewTracerProvider returns the tracer provider that the process
-// environment's standard OTEL_* variables configure, for
-// Options.TracerProvider, and its shutdown, which flushes the spans not yet
-// exported. Unless [TracingEnabled], it returns a nil provider (tracing off:
-// no exporter, no connection) and a shutdown that does nothing. The exporter is chosen by OTEL_TRACES_EXPORTER (otlp,
-// console) and OTEL_EXPORTER_OTLP_PROTOCOL (http/protobuf by default, or
-// grpc); the endpoint, headers, timeout and TLS by the
-// OTEL_EXPORTER_OTLP_* variables; sampling by OTEL_TRACES_SAMPLER and
-// OTEL_TRACES_SAMPLER_ARG (parentbased_always_on by default: Envoy's
-// sampling decision is kept); the resource by OTEL_SERVICE_NAME (default
-// extauthz) and OTEL_RESOURCE_ATTRIBUTES. Making it does no network I/O;
-// spans are exported in batches in the background.
-func NewTracerProvider(ctx context.Context, version string) (trace.TracerProvider, func(context.Context) error, error) {
-	none := func(context.Context) error { return nil }
-	if !TracingEnabled(os.Getenv) {
-		return nil, none, nil
-	}
-	exp, err := autoexport.NewSpanExporter(ctx)
-	if err != nil {
-		return nil, none, fmt.Errorf("tracing: %w", err)
-	}
-	attrs := []attribute.KeyValue{semconv.ServiceName("extauthz")}
-	if version != "" {
-		attrs = append(attrs, semconv.ServiceVersion(version))
-	}
-	// Later detectors win: OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES
-	// override the defaults.
-	res, err := resource.New(ctx, resource.WithAttributes(attrs...), resource.WithTelemetrySDK(), resource.WithFromEnv())
-	if err != nil && !errors.Is(err, resource.ErrPartialResource) {
-		_ = exp.Shutdown(ctx)
-		return nil, none, fmt.Errorf("tracing: resource: %w", err)
-	}
-	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
-	return tp, tp.Shutdown, nil
 }

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/extauthz/extauthz/server"
+	"github.com/extauthz/extauthz/server/otelenv"
 )
 
 const (
@@ -250,30 +251,6 @@ func TestTracingOff(t *testing.T) {
 	}
 }
 
-func TestTracingEnabled(t *testing.T) {
-	tests := []struct {
-		name string
-		env  map[string]string
-		want bool
-	}{
-		{name: "nothing set", want: false},
-		{name: "service name only", env: map[string]string{"OTEL_SERVICE_NAME": "x", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, want: false},
-		{name: "exporter otlp", env: map[string]string{"OTEL_TRACES_EXPORTER": "otlp"}, want: true},
-		{name: "exporter console", env: map[string]string{"OTEL_TRACES_EXPORTER": "console"}, want: true},
-		{name: "exporter none", env: map[string]string{"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, want: false},
-		{name: "endpoint", env: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}, want: true},
-		{name: "traces endpoint", env: map[string]string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://collector:4318/v1/traces"}, want: true},
-		{name: "SDK disabled", env: map[string]string{"OTEL_SDK_DISABLED": "TRUE", "OTEL_TRACES_EXPORTER": "otlp"}, want: false},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := server.TracingEnabled(func(k string) string { return tc.env[k] }); got != tc.want {
-				t.Errorf("TracingEnabled(%v) = %v, want %v", tc.env, got, tc.want)
-			}
-		})
-	}
-}
-
 // collector is a fake OTLP/HTTP trace receiver.
 type collector struct {
 	*httptest.Server
@@ -327,7 +304,7 @@ func TestNewTracerProviderFromEnv(t *testing.T) {
 	js := newJWKS(t, k)
 
 	t.Run("off", func(t *testing.T) {
-		tp, shutdown, err := server.NewTracerProvider(t.Context(), "test")
+		tp, shutdown, err := otelenv.NewTracerProvider(t.Context(), "test")
 		if err != nil || tp != nil {
 			t.Fatalf("NewTracerProvider without OTEL_* = %v, %v; want nil, nil", tp, err)
 		}
@@ -340,7 +317,7 @@ func TestNewTracerProviderFromEnv(t *testing.T) {
 		t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
 		t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", c.URL)
 		t.Setenv("OTEL_SERVICE_NAME", "authz-test")
-		tp, shutdown, err := server.NewTracerProvider(t.Context(), "test")
+		tp, shutdown, err := otelenv.NewTracerProvider(t.Context(), "test")
 		if err != nil || tp == nil {
 			t.Fatalf("NewTracerProvider = %v, %v; want a provider", tp, err)
 		}

@@ -1,7 +1,9 @@
 // Command extauthz is the ext_authz server: Envoy's gRPC Authorization
 // service and an HTTP forward-auth check, verifying JWT bearer tokens against
 // the identity provider's JWKS. Run it with --help for its flags; every flag
-// is also an AUTHZ_* variable, read from the environment or ./.env.
+// is also an AUTHZ_* variable, read from the environment or ./.env (an
+// AUTHZ_* variable that names no setting, or a .env line that sets nothing,
+// is logged as a warning). --version prints the build's version.
 //
 // SIGTERM and SIGINT stop it gracefully. SIGHUP reloads the configuration:
 // the same flags and environment, the --config file read anew. OpenTelemetry
@@ -19,14 +21,18 @@ import (
 	"math"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"syscall"
 	"time"
 
 	"github.com/KimMachineGun/automemlimit/memlimit"
+	"go.opentelemetry.io/otel"
+
 	"github.com/extauthz/extauthz/config"
 	"github.com/extauthz/extauthz/logging"
 	"github.com/extauthz/extauthz/server"
+	"github.com/extauthz/extauthz/server/otelenv"
 )
 
 func main() {
@@ -43,34 +49,48 @@ func main() {
 			}
 		}
 	}()
-	os.Exit(run(ctx, os.Args[1:], os.LookupEnv, os.Stderr, reload))
+	os.Exit(run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr, reload))
 }
 
-// run starts the server and returns the exit code. A receive on reload
-// reloads the configuration.
-func run(ctx context.Context, args []string, env config.Lookup, stderr io.Writer, reload <-chan struct{}) int {
-	env, err := config.Environ(env, ".env")
-	if err != nil {
+// run starts the server and returns the exit code. environ is the process
+// environment, as os.Environ. --version goes to stdout, everything else to
+// stderr. A receive on reload reloads the configuration.
+func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer, reload <-chan struct{}) int {
+	env, warnings, err := config.Environ(environ, ".env")
+	// stop is the exit of a configuration that does not start: one line
+	// with the error, after the warnings, which may be why (AUTHZ_AUDIENCES
+	// set, "no audience configured").
+	stop := func(err error) int {
+		for _, w := range warnings {
+			fmt.Fprintln(stderr, "extauthz: warning:", w)
+		}
 		fmt.Fprintln(stderr, "extauthz:", err)
 		return 2
+	}
+	if err != nil {
+		return stop(err)
 	}
 	cfg, err := config.Load(args, env, stderr)
-	if errors.Is(err, flag.ErrHelp) {
+	switch {
+	case errors.Is(err, flag.ErrHelp):
 		return 0
-	}
-	if err != nil {
-		fmt.Fprintln(stderr, "extauthz:", err)
-		return 2
+	case errors.Is(err, config.ErrVersion):
+		fmt.Fprintln(stdout, versionLine(server.ReadBuildInfo()))
+		return 0
+	case err != nil:
+		return stop(err)
 	}
 	level := new(slog.LevelVar)
 	lv, _ := logging.Level(cfg.LogLevel) // validated by config.Load
 	level.Set(lv)
 	log := logging.New(stderr, level, cfg.LogFormat)
+	// The OpenTelemetry SDK reports a failed export to this handler; its
+	// default prints plain-text lines into the log.
+	otel.SetErrorHandler(otelenv.ErrorHandler(log, otelenv.DefaultErrorInterval))
 
-	tp, shutdownTracing, err := server.NewTracerProvider(ctx, version())
+	tp, shutdownTracing, err := otelenv.NewTracerProvider(ctx, version())
 	if err != nil {
-		fmt.Fprintln(stderr, "extauthz:", err)
-		return 2
+		return stop(err)
 	}
 	defer func() {
 		// Flush the spans not yet exported, briefly: the exporter may be down.
@@ -91,8 +111,12 @@ func run(ctx context.Context, args []string, env config.Lookup, stderr io.Writer
 		TracerProvider: tp,
 	})
 	if err != nil {
-		fmt.Fprintln(stderr, "extauthz:", err)
-		return 2
+		return stop(err)
+	}
+	build := server.ReadBuildInfo()
+	log.Info("extauthz starting", "version", build.Version, "goversion", build.GoVersion, "revision", build.Revision)
+	for _, w := range warnings {
+		log.Warn("environment entry ignored", "detail", w)
 	}
 	tuneGoRuntime(os.LookupEnv, log)
 	if err := srv.Run(ctx); err != nil {
@@ -137,10 +161,21 @@ func tuneGoRuntime(lookup func(string) (string, bool), log *slog.Logger) {
 }
 
 // version is the module version the binary was built from, "" for a
-// development build.
+// development build: the service.version of its spans.
 func version() string {
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
+	if v := server.ReadBuildInfo().Version; v != "(devel)" {
+		return v
 	}
 	return ""
+}
+
+// versionLine is what --version prints: the module version ((devel) for a
+// build that recorded none), the VCS revision when the build recorded one,
+// and the Go toolchain and platform.
+func versionLine(b server.BuildInfo) string {
+	line := "extauthz " + b.Version
+	if b.Revision != "" {
+		line += " revision " + b.Revision
+	}
+	return line + " " + b.GoVersion + " " + runtime.GOOS + "/" + runtime.GOARCH
 }

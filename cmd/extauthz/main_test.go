@@ -7,8 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"github.com/extauthz/extauthz/internal/testutil"
-	"github.com/extauthz/extauthz/logging"
+	"io"
 	"log/slog"
 	"math/big"
 	"net"
@@ -17,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"syscall"
@@ -24,6 +24,10 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/extauthz/extauthz/internal/testutil"
+	"github.com/extauthz/extauthz/logging"
+	"github.com/extauthz/extauthz/server"
 )
 
 // waitLong bounds every wait; only a broken build reaches it.
@@ -44,9 +48,13 @@ const runMainEnv = "EXTAUTHZ_TEST_RUN_MAIN"
 // env is a fake process environment.
 type env map[string]string
 
-func (e env) lookup(name string) (string, bool) {
-	v, ok := e[name]
-	return v, ok
+// environ is e as os.Environ returns the environment.
+func (e env) environ() []string {
+	var out []string
+	for k, v := range e {
+		out = append(out, k+"="+v)
+	}
+	return out
 }
 
 // syncBuffer collects stderr from the server's goroutines.
@@ -99,7 +107,7 @@ func TestRunConfigErrors(t *testing.T) {
 			var stderr syncBuffer
 			ctx, cancel := context.WithTimeout(t.Context(), waitLong)
 			defer cancel()
-			if code := run(ctx, tc.args, tc.env.lookup, &stderr, nil); code != 2 {
+			if code := run(ctx, tc.args, tc.env.environ(), io.Discard, &stderr, nil); code != 2 {
 				t.Errorf("run = %d, want 2", code)
 			}
 			out := stderr.String()
@@ -128,7 +136,7 @@ func TestRunHelp(t *testing.T) {
 	for _, arg := range []string{"-h", "--help"} {
 		t.Run(arg, func(t *testing.T) {
 			var stderr syncBuffer
-			if code := run(t.Context(), []string{arg}, env{}.lookup, &stderr, nil); code != 0 {
+			if code := run(t.Context(), []string{arg}, nil, io.Discard, &stderr, nil); code != 0 {
 				t.Errorf("run(%s) = %d, want 0", arg, code)
 			}
 			out := stderr.String()
@@ -151,13 +159,107 @@ func TestRunHelp(t *testing.T) {
 					t.Errorf("usage of -%s does not name $%s: %q", f, v, entry)
 				}
 			}
-			for _, w := range []string{"(default \":9191\")", "(default \":9192\")", "(default \":9090\")", "(default \"15m\")", "(default \"10s\")", ".env"} {
+			for _, w := range []string{"(default \":9191\")", "(default \":9192\")", "(default \":9090\")", "(default 15m)", "(default 10s)", ".env"} {
 				if !strings.Contains(out, w) {
 					t.Errorf("usage does not contain %s", w)
 				}
 			}
+			// Each flag shows the type its value is read as, as the flag
+			// package shows its own: a duration is no string.
+			for _, w := range []string{"  -jwks-refresh-interval duration\n", "  -clock-skew duration\n", "  -jwks-max-keys int\n",
+				"  -max-token-bytes int\n", "  -token-cache-size int\n", "  -issuer string\n", "  -admin-pprof\n", "  -version\n"} {
+				if !strings.Contains(out, w) {
+					t.Errorf("usage does not contain %q", w)
+				}
+			}
 		})
 	}
+}
+
+// TestRunVersion: --version prints the module version ((devel) for a test
+// binary), the revision when recorded, the Go version and platform, on
+// stdout, and exits 0 whatever else is missing (no issuer here).
+func TestRunVersion(t *testing.T) {
+	inDir(t, nil)
+	for _, args := range [][]string{{"--version"}, {"-version"}, {"--log-level", "debug", "--version"}} {
+		var stdout, stderr syncBuffer
+		if code := run(t.Context(), args, nil, &stdout, &stderr, nil); code != 0 {
+			t.Errorf("run(%q) = %d, want 0; stderr %q", args, code, stderr.String())
+		}
+		want := "extauthz (devel) " + runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH + "\n"
+		if b := server.ReadBuildInfo(); b.Revision != "" || b.Version != "(devel)" {
+			want = versionLine(b) + "\n"
+		}
+		if got := stdout.String(); got != want || stderr.String() != "" {
+			t.Errorf("run(%q): stdout %q, stderr %q; want %q and nothing", args, got, stderr.String(), want)
+		}
+	}
+	for _, tc := range []struct {
+		b    server.BuildInfo
+		want string
+	}{
+		{b: server.BuildInfo{Version: "(devel)", GoVersion: "go1.26.8"}, want: "extauthz (devel) go1.26.8 "},
+		{b: server.BuildInfo{Version: "v1.2.3", GoVersion: "go1.26.8", Revision: "0123abcd-dirty"}, want: "extauthz v1.2.3 revision 0123abcd-dirty go1.26.8 "},
+	} {
+		if got := versionLine(tc.b); !strings.HasPrefix(got, tc.want) {
+			t.Errorf("versionLine(%+v) = %q, want it to start %q", tc.b, got, tc.want)
+		}
+	}
+}
+
+// TestRunWarnings: an AUTHZ_* variable that names no setting and a .env line
+// that sets no variable are named, with the setting meant; before the
+// error when the configuration does not load (they may be its cause), as
+// WARN log lines when it does.
+func TestRunWarnings(t *testing.T) {
+	dotenv := "AUTHZ_ISSUER=http://127.0.0.1:1\nAUTHACTION_AUDIENCE https://api.example.com\nAUTHZ_REALMS=x\n"
+	t.Run("before a config error", func(t *testing.T) {
+		inDir(t, map[string]string{".env": dotenv})
+		var stderr syncBuffer
+		if code := run(t.Context(), nil, env{"AUTHZ_AUDIENCES": "https://api.example.com"}.environ(), io.Discard, &stderr, nil); code != 2 {
+			t.Errorf("run = %d, want 2", code)
+		}
+		lines := strings.Split(strings.TrimSuffix(stderr.String(), "\n"), "\n")
+		want := []string{
+			"extauthz: warning: AUTHZ_AUDIENCES names no setting and is ignored; did you mean AUTHZ_AUDIENCE? (-h lists the variables)",
+			`extauthz: warning: .env:2: "AUTHACTION_AUDIENCE https" is not a variable name, so the line sets nothing: write NAME=value`,
+			"extauthz: warning: .env:3: AUTHZ_REALMS names no setting and is ignored; did you mean AUTHZ_REALM? (-h lists the variables)",
+		}
+		if len(lines) != len(want)+1 || !strings.HasPrefix(lines[len(lines)-1], "extauthz: no audience configured") {
+			t.Fatalf("stderr:\n%s\nwant %d warnings, then the error", stderr.String(), len(want))
+		}
+		for i, w := range want {
+			if lines[i] != w {
+				t.Errorf("line %d = %q, want %q", i+1, lines[i], w)
+			}
+		}
+	})
+	t.Run("logged at start", func(t *testing.T) {
+		inDir(t, map[string]string{".env": dotenv})
+		args := []string{"--audience", "a", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"}
+		var stderr syncBuffer
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		exited := make(chan int, 1)
+		go func() { exited <- run(ctx, args, env{"AUTHZ_LOG_LEVELS": "debug"}.environ(), io.Discard, &stderr, nil) }()
+		addrs(t, &stderr, exited)
+		cancel()
+		<-exited
+		var details []string
+		for line := range strings.SplitSeq(stderr.String(), "\n") {
+			var rec struct{ Level, Msg, Detail string }
+			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "environment entry ignored" {
+				if rec.Level != "WARN" {
+					t.Errorf("%q: level %s, want WARN", line, rec.Level)
+				}
+				details = append(details, rec.Detail)
+			}
+		}
+		if len(details) != 3 || !strings.Contains(details[0], "AUTHZ_LOG_LEVELS") || !strings.Contains(details[0], "AUTHZ_LOG_LEVEL?") ||
+			!strings.HasPrefix(details[1], ".env:2: ") || !strings.HasPrefix(details[2], ".env:3: AUTHZ_REALMS") {
+			t.Errorf("warnings logged: %q; want AUTHZ_LOG_LEVELS, .env:2 and .env:3 AUTHZ_REALMS\nstderr:\n%s", details, stderr.String())
+		}
+	})
 }
 
 // idp is a JWKS endpoint on loopback with one RS256 key.
@@ -250,8 +352,11 @@ func TestRunGuideDotEnv(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	exited := make(chan int, 1)
-	go func() { exited <- run(ctx, args, process.lookup, &stderr, nil) }()
+	go func() { exited <- run(ctx, args, process.environ(), io.Discard, &stderr, nil) }()
 	_, httpAddr, adminAddr := addrs(t, &stderr, exited)
+	if want := `"msg":"extauthz starting","version":"` + server.ReadBuildInfo().Version + `","goversion":"` + runtime.Version() + `"`; !strings.Contains(stderr.String(), want) {
+		t.Errorf("no start line with %s; stderr:\n%s", want, stderr.String())
+	}
 
 	client := &http.Client{Timeout: waitLong, Transport: &http.Transport{}}
 	defer client.CloseIdleConnections()
@@ -331,11 +436,11 @@ func TestRunListenError(t *testing.T) {
 	var stderr syncBuffer
 	ctx, cancel := context.WithTimeout(t.Context(), waitLong)
 	defer cancel()
-	if code := run(ctx, args, env{}.lookup, &stderr, nil); code != 1 {
+	if code := run(ctx, args, nil, io.Discard, &stderr, nil); code != 1 {
 		t.Errorf("run = %d, want 1", code)
 	}
-	if out := stderr.String(); !strings.Contains(out, busy.Addr().String()) || !strings.Contains(out, "extauthz stopped") {
-		t.Errorf("stderr = %q, want a log line naming %s", out, busy.Addr())
+	if out := stderr.String(); !strings.Contains(out, "--http-addr "+busy.Addr().String()+": address already in use") || !strings.Contains(out, "extauthz stopped") {
+		t.Errorf("stderr = %q, want a log line naming --http-addr %s", out, busy.Addr())
 	}
 }
 
@@ -388,9 +493,10 @@ func TestSignals(t *testing.T) {
 	}
 }
 
-// TestRunFileErrorsFoundByAuthz covers file settings that config.Load accepts
-// and authz.New rejects: the run still stops with exit 2 and one line naming
-// the bad value.
+// TestRunFileErrorsFoundByAuthz covers file settings that authz refuses:
+// config.Load asks authz about them (authz.CheckRules, authz.CheckRealm, the
+// claim headers through authz.New), so the run stops with exit 2 and one
+// line naming the file's line and the bad value.
 func TestRunFileErrorsFoundByAuthz(t *testing.T) {
 	single := "issuer: https://tenant.example.com\naudience: a\n"
 	tests := []struct {
@@ -404,6 +510,9 @@ func TestRunFileErrorsFoundByAuthz(t *testing.T) {
 		{name: "dot segment in a rule path", body: single + "rules:\n  - path: /a/../admin\n    public: true\n", line: 4, want: "/a/../admin"},
 		{name: "scope with a space", body: single + "rules:\n  - path: /admin\n    scopes: [\"read admin\"]\n", line: 4, want: "read admin"},
 		{name: "quote in realm", body: single + "realm: 'a\"b'\n", line: 3, want: "realm"},
+		{name: "shadowed rule", body: single + "rules:\n  - path: /admin\n  - path: /admin/x\n    scopes: [admin]\n", line: 5, want: "never used"},
+		{name: "syntax error below its construct", body: single + "rules:\n  - path: /a\n  - path: /b\n    scopes: [x]\n   hosts: [a]\n", line: 7, want: "indicator"},
+		{name: "type error names the field", body: single + "rules:\n  - path: /a\n    scopes: admin\n", line: 5, want: "rules[0].scopes"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -411,7 +520,7 @@ func TestRunFileErrorsFoundByAuthz(t *testing.T) {
 			var stderr syncBuffer
 			ctx, cancel := context.WithTimeout(t.Context(), waitLong)
 			defer cancel()
-			if code := run(ctx, []string{"--config", "c.yaml"}, env{}.lookup, &stderr, nil); code != 2 {
+			if code := run(ctx, []string{"--config", "c.yaml"}, nil, io.Discard, &stderr, nil); code != 2 {
 				t.Errorf("run = %d, want 2", code)
 			}
 			out := stderr.String()
@@ -419,11 +528,6 @@ func TestRunFileErrorsFoundByAuthz(t *testing.T) {
 				t.Errorf("stderr = %q, want one line naming %q", out, tc.want)
 			}
 			t.Run("names file:line", func(t *testing.T) {
-				// Known gap, reported: authz validates these and its errors
-				// know neither the file nor the line (and it counts rules
-				// after the --public-paths ones). Remove this skip once
-				// config.Load checks them with lineOf.
-				t.Skip("known bug: errors found by authz.New name no file:line")
 				if at := "c.yaml:" + fmt.Sprint(tc.line) + ":"; !strings.Contains(out, at) {
 					t.Errorf("stderr = %q, want it to name %s", out, at)
 				}

@@ -98,7 +98,11 @@ func compileRules(in []Rule, named map[string]Rule, env *policy.Env) (*ruleSet, 
 		// matches all its paths: one at its path or at a prefix of it.
 		for _, q := range prefixes(p) {
 			if j, ok := shadow[q]; ok {
-				return nil, fmt.Errorf("%s is never used: rule %d (%s) matches all its paths first", where, j, in[j].Path)
+				earlier := in[j].Where
+				if earlier == "" {
+					earlier = fmt.Sprintf("rule %d (%s)", j, in[j].Path)
+				}
+				return nil, fmt.Errorf("%s is never used: %s matches all its paths first", where, earlier)
 			}
 		}
 		if !c.HasConditions() {

@@ -186,22 +186,9 @@ func New(cfg Config) (*Server, error) {
 	if len(headers) == 0 {
 		headers = DefaultClaimHeaders()
 	}
-	for h, c := range headers {
-		name := strings.ToLower(h)
-		if !validHeaderName(name) || strings.HasPrefix(name, ":") || slices.Contains(forbiddenHeaders, name) {
-			return nil, fmt.Errorf("authz: %q cannot be a claim header", h)
-		}
-		if c == "" {
-			return nil, fmt.Errorf("authz: claim header %q names no claim", h)
-		}
-		for _, o := range s.claimHeaders {
-			if o.name == name || strings.ReplaceAll(o.name, "_", "-") == strings.ReplaceAll(name, "_", "-") {
-				return nil, fmt.Errorf("authz: claim headers %q and %q collide", o.name, name)
-			}
-		}
-		s.claimHeaders = append(s.claimHeaders, claimHeader{name: name, claim: c})
+	if s.claimHeaders, err = compileClaimHeaders(headers); err != nil {
+		return nil, err
 	}
-	slices.SortFunc(s.claimHeaders, func(a, b claimHeader) int { return strings.Compare(a.name, b.name) })
 	s.canonicalNames = make(map[string]string, len(s.claimHeaders))
 	for _, h := range s.claimHeaders {
 		s.allClaimHeaders = append(s.allClaimHeaders, h.name)
@@ -241,4 +228,35 @@ func (s *Server) CacheStats() CacheStats { return s.cache.stats(&s.cacheCount) }
 // o replaced s (or s replaced o) with [Config.Previous] and took it over.
 func (s *Server) SharesTokenCache(o *Server) bool {
 	return s != nil && o != nil && s.cache != nil && s.cache == o.cache
+}
+
+// CheckClaimHeaders reports what New refuses in claim headers: a name that
+// is not a header name, a pseudo-header or one that would reframe or
+// reroute the request, a header naming no claim, two names that collide.
+func CheckClaimHeaders(headers map[string]string) error {
+	_, err := compileClaimHeaders(headers)
+	return err
+}
+
+// compileClaimHeaders checks the claim headers and returns them sorted by
+// (lower-case) name.
+func compileClaimHeaders(headers map[string]string) ([]claimHeader, error) {
+	var out []claimHeader
+	for h, c := range headers {
+		name := strings.ToLower(h)
+		if !validHeaderName(name) || strings.HasPrefix(name, ":") || slices.Contains(forbiddenHeaders, name) {
+			return nil, fmt.Errorf("authz: %q cannot be a claim header", h)
+		}
+		if c == "" {
+			return nil, fmt.Errorf("authz: claim header %q names no claim", h)
+		}
+		for _, o := range out {
+			if o.name == name || strings.ReplaceAll(o.name, "_", "-") == strings.ReplaceAll(name, "_", "-") {
+				return nil, fmt.Errorf("authz: claim headers %q and %q collide", o.name, name)
+			}
+		}
+		out = append(out, claimHeader{name: name, claim: c})
+	}
+	slices.SortFunc(out, func(a, b claimHeader) int { return strings.Compare(a.name, b.name) })
+	return out, nil
 }

@@ -34,6 +34,10 @@ type Config struct {
 	// MetadataClaims are the claim paths an allowed CheckResponse carries in
 	// its dynamic_metadata.
 	MetadataClaims []string
+	// Shadow is --enforce=false: every denial is a shadow allow.
+	Shadow bool
+	// DenyDetail adds X-Extauthz-Reason to denials.
+	DenyDetail bool
 
 	JWKSRefreshInterval    time.Duration
 	JWKSMinRefreshInterval time.Duration

@@ -66,11 +66,13 @@ type fileRule struct {
 	Scopes  []string       `yaml:"scopes"`
 	Claims  map[string]any `yaml:"claims"`
 	When    string         `yaml:"when"`
+	// Enforce false makes the rule's denials shadow allows.
+	Enforce *bool `yaml:"enforce"`
 }
 
 func (r fileRule) rule(where string) Rule {
 	return Rule{Path: r.Path, Methods: r.Methods, Hosts: r.Hosts, Public: r.Public, Deny: r.Deny,
-		Scopes: r.Scopes, Claims: r.Claims, When: r.When, Where: where}
+		Scopes: r.Scopes, Claims: r.Claims, When: r.When, Shadow: r.Enforce != nil && !*r.Enforce, Where: where}
 }
 
 // readFile reads and strictly decodes the YAML file: unknown keys and wrong

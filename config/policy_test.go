@@ -115,3 +115,23 @@ func TestLoadRealmError(t *testing.T) {
 		t.Errorf("Load = %v, want an error naming %s:3 and realm", err, path)
 	}
 }
+
+// TestLoadShadowAndDenyDetail: --enforce=false, a rule's enforce: false and
+// --deny-detail reach the Config.
+func TestLoadShadowAndDenyDetail(t *testing.T) {
+	path := writeConfig(t, "issuer: https://i.example.com\naudience: a\nrules:\n  - path: /new\n    scopes: [x]\n    enforce: false\n  - path: /old\n    scopes: [x]\n")
+	cfg, err := Load([]string{"--config", path}, env{}.lookup, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.Rules[0].Shadow || cfg.Rules[1].Shadow || cfg.Shadow || cfg.DenyDetail {
+		t.Errorf("rules %+v, shadow %v, deny detail %v", cfg.Rules, cfg.Shadow, cfg.DenyDetail)
+	}
+	cfg, err = Load([]string{"--config", path, "--enforce=false", "--deny-detail"}, env{}.lookup, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.Shadow || !cfg.DenyDetail {
+		t.Errorf("--enforce=false --deny-detail: shadow %v, deny detail %v", cfg.Shadow, cfg.DenyDetail)
+	}
+}

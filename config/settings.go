@@ -107,6 +107,10 @@ var settings = []setting{
 		field: bind(func(c *Config) *int { return &c.TokenCacheSize }, cacheSize)},
 	{name: "realm", def: authz.DefaultRealm, usage: "realm of the WWW-Authenticate challenge",
 		field: bind(func(c *Config) *string { return &c.Realm }, realm)},
+	{name: "enforce", def: "true", usage: "enforce denials; false makes every denial a shadow allow (decided, logged with shadow:true, counted as result=shadow_deny, let through) for a first rollout",
+		field: bind(func(c *Config) *bool { return &c.Shadow }, negated)},
+	{name: "deny-detail", def: "false", usage: "add X-Extauthz-Reason (the reason only) to denials; off by default: it tells a client, an attacker too, which check failed",
+		field: bind(func(c *Config) *bool { return &c.DenyDetail }, boolean)},
 	{name: "forward-auth-source", def: authz.SourceAuto, usage: "where the HTTP check reads the original request: auto, x-original (nginx), x-forwarded (Caddy, Traefik) or request (Envoy HTTP mode)",
 		field: bind(func(c *Config) *string { return &c.ForwardAuthSource }, oneOf(authz.SourceAuto, authz.SourceOriginal, authz.SourceForwarded, authz.SourceRequest))},
 	{name: "tls-cert-file", usage: "PEM certificate for TLS on the gRPC and HTTP check listeners (reloaded when the file changes)",
@@ -271,6 +275,13 @@ func cacheSize(s string) (int, error) {
 		return 0, fmt.Errorf("%q is not a whole number from 0 to 2^30", s)
 	}
 	return int(n), nil
+}
+
+// negated reads a true-or-false setting into a field that holds its
+// opposite (enforce into Config.Shadow, whose zero value enforces).
+func negated(s string) (bool, error) {
+	b, err := boolean(s)
+	return !b, err
 }
 
 func boolean(s string) (bool, error) {

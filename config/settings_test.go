@@ -15,7 +15,7 @@ import (
 // candidates are values tried, in order, until one is valid for a setting
 // and differs from its default: otherValue derives a sample per row from
 // the table instead of a list kept beside it.
-var candidates = []string{"7s", "20m", "7", "true", "127.0.0.1:7", "text", "debug", "x-original"}
+var candidates = []string{"7s", "20m", "7", "true", "false", "127.0.0.1:7", "text", "debug", "x-original"}
 
 // otherValue returns a text that a row's field accepts and that sets a value
 // other than the one in base, or fails the test. With loads, the text must

@@ -195,6 +195,8 @@ func (s *Server) build(cfg *config.Config, prev *generation) (g *generation, fre
 		Rules:             cfg.Rules,
 		Policies:          cfg.Policies,
 		MetadataClaims:    cfg.MetadataClaims,
+		Shadow:            cfg.Shadow,
+		DenyDetail:        cfg.DenyDetail,
 		ClaimHeaders:      cfg.ClaimHeaders,
 		ClockSkew:         skew(cfg.ClockSkew),
 		Realm:             cfg.Realm,

@@ -66,8 +66,9 @@ type Config struct {
 	LogLevel  string // debug, info, warn, error
 	LogFormat string // json, text
 
-	// File is the config file read, "" if none.
-	File string
+	// File is the config file read, "" if none; FileSHA256 the hex SHA-256
+	// of its bytes as read.
+	File, FileSHA256 string
 }
 
 // Provider is one accepted identity provider.
@@ -248,7 +249,7 @@ func Load(args []string, env Lookup, usage io.Writer) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg := &Config{File: src.path}
+	cfg := &Config{File: src.path, FileSHA256: src.file.sha256}
 	if err := loadScalars(cfg, src); err != nil {
 		return nil, err
 	}

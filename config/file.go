@@ -5,6 +5,8 @@ package config
 import (
 	"bytes"
 	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -34,6 +36,8 @@ type fileConfig struct {
 	// against the settings table.
 	Scalars map[string]yaml.Node `yaml:",inline"`
 
+	// sha256 is the digest of the file as read.
+	sha256 string
 	// values are the scalar settings the file sets, by key; a key whose
 	// value is null is left out, so it falls through to the default.
 	values map[string]fileValue
@@ -95,6 +99,8 @@ func readFile(path string) (*fileConfig, yaml.Node, error) {
 	if err != nil {
 		return nil, root, yamlError(path, err)
 	}
+	sum := sha256.Sum256(data)
+	fc.sha256 = hex.EncodeToString(sum[:])
 	return fc, root, nil
 }
 

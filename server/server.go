@@ -80,6 +80,7 @@ type Server struct {
 	log     *slog.Logger
 	metrics *metrics
 	health  *health.Server
+	started time.Time
 	tracing *tracing // nil when Options.TracerProvider is nil
 
 	// gen is the configuration in force: its key caches and the decision
@@ -104,9 +105,13 @@ type Server struct {
 
 // generation is one loaded configuration.
 type generation struct {
-	cfg    *config.Config
-	caches []*jwks.Cache
-	authz  *authz.Server
+	// number counts the configurations loaded (1 at start); loadedAt is
+	// when this one was.
+	number   int64
+	loadedAt time.Time
+	cfg      *config.Config
+	caches   []*jwks.Cache
+	authz    *authz.Server
 	// keys holds each cache's identity (cacheKey), so that the next
 	// generation can take over the caches whose settings did not change.
 	keys map[cacheKey]*jwks.Cache
@@ -124,7 +129,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		opts.Now = time.Now
 	}
 	cfg = withDefaults(cfg)
-	s := &Server{cfg: cfg, opts: opts, log: opts.Logger, health: health.NewServer()}
+	s := &Server{cfg: cfg, opts: opts, log: opts.Logger, health: health.NewServer(), started: opts.Now()}
 	if opts.TracerProvider != nil {
 		s.tracing = newTracing(opts.TracerProvider)
 	}
@@ -146,7 +151,10 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 // I/O.
 func (s *Server) build(cfg *config.Config, prev *generation) (g *generation, fresh []*jwks.Cache, err error) {
 	client := s.opts.HTTPClient
-	g = &generation{cfg: cfg, keys: make(map[cacheKey]*jwks.Cache, len(cfg.Providers))}
+	g = &generation{cfg: cfg, keys: make(map[cacheKey]*jwks.Cache, len(cfg.Providers)), number: 1, loadedAt: s.opts.Now()}
+	if prev != nil {
+		g.number = prev.number + 1
+	}
 	providers := make([]authz.Provider, 0, len(cfg.Providers))
 	for _, p := range cfg.Providers {
 		k := keyOf(cfg, p)
@@ -637,6 +645,7 @@ func (s *Server) adminMux() *http.ServeMux {
 		_ = json.NewEncoder(w).Encode(body)
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /statusz", s.serveStatus)
 	if s.cfg.AdminPprof {
 		// Registered on this mux only: importing net/http/pprof also adds
 		// its handlers to http.DefaultServeMux, which no listener serves.

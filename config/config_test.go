@@ -2,6 +2,8 @@ package config
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"io"
@@ -850,6 +852,12 @@ func TestLoadFullFile(t *testing.T) {
 		LogFormat:              "text",
 		File:                   path,
 	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(raw)
+	want.FileSHA256 = hex.EncodeToString(sum[:]) // the digest of the file as read (/statusz)
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Load(full.yaml) =\n%+v\nwant\n%+v", got, want)
 	}

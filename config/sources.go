@@ -191,3 +191,16 @@ func (v *switchValue) Set(s string) error {
 }
 
 func (v *switchValue) IsBoolFlag() bool { return true }
+
+// FlagTakesValue reports whether --name is a setting's flag (known) and
+// whether it takes a value (every one but the true-or-false switches, whose
+// bare flag means true), so that a command wrapping the server's flags
+// (explain, validate) can tell their values from its own arguments.
+func FlagTakesValue(name string) (takes, known bool) {
+	for _, s := range settings {
+		if s.name == name {
+			return !s.isSwitch(), true
+		}
+	}
+	return false, false
+}

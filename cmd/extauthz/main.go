@@ -70,6 +70,14 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer, 
 	if err != nil {
 		return stop(err)
 	}
+	if len(args) > 0 {
+		switch args[0] {
+		case "explain":
+			return explain(ctx, args[1:], env, stdout, stderr)
+		case "validate":
+			return validate(ctx, args[1:], env, stdout, stderr)
+		}
+	}
 	cfg, err := config.Load(args, env, stderr)
 	switch {
 	case errors.Is(err, flag.ErrHelp):

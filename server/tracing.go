@@ -28,6 +28,7 @@ const (
 	attrReason   = attribute.Key("extauthz.reason")
 	attrAllowed  = attribute.Key("extauthz.allowed")
 	attrProvider = attribute.Key("extauthz.provider")
+	attrShadow   = attribute.Key("extauthz.shadow")
 	attrMethod   = attribute.Key("http.request.method")
 	attrPath     = attribute.Key("url.path")
 	attrStatus   = attribute.Key("http.response.status_code")
@@ -211,6 +212,11 @@ func (o checkObserver) ObserveCheck(ctx context.Context, e authz.Event) {
 		}
 		if e.Provider != "" {
 			attrs = append(attrs, attrProvider.String(e.Provider))
+		}
+		if e.Shadow {
+			// A denial let through: allowed is true, reason the denial's.
+			attrs = append(attrs, attrShadow.Bool(true))
+			attrs[1] = attrAllowed.Bool(true)
 		}
 		span.SetAttributes(attrs...)
 	}

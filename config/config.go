@@ -57,6 +57,12 @@ type Config struct {
 	TLSKeyFile      string
 	TLSClientCAFile string
 	JWKSCAFile      string
+	// JWKSCacheDir keeps each provider's last good key set; JWKSCacheMaxAge
+	// is the oldest one loaded at start.
+	JWKSCacheDir    string
+	JWKSCacheMaxAge time.Duration
+	// OIDCDiscovery is --oidc-discovery, for the single provider of flags.
+	OIDCDiscovery bool
 
 	GRPCMaxRecvBytes   int
 	GRPCMaxStreams     int
@@ -80,6 +86,10 @@ type Provider struct {
 	Algorithms []string
 	// ForwardToken keeps the Authorization header upstream on allow.
 	ForwardToken bool
+	// Discovery takes the key set's URL from the issuer's OpenID Connect
+	// discovery document (at DiscoveryURL when set); JWKSURL is then empty.
+	Discovery    bool
+	DiscoveryURL string
 }
 
 // Rule is one path rule, or a named policy: the rule language of package

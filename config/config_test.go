@@ -926,6 +926,7 @@ func TestSettingsEverywhere(t *testing.T) {
 		"tls-key-file":       "/certs/tls.key",
 		"tls-client-ca-file": "/certs/ca.crt",
 		"jwks-ca-file":       "/certs/jwks-ca.crt",
+		"jwks-cache-dir":     "/var/cache/extauthz",
 	}
 	// Settings that only make sense with others: what goes with each.
 	with := map[string][]string{

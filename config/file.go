@@ -58,6 +58,10 @@ type fileProvider struct {
 	Algorithms []string `yaml:"algorithms"`
 	// ForwardToken keeps the Authorization header upstream on allow.
 	ForwardToken bool `yaml:"forward_token"`
+	// Discovery and DiscoveryURL: the key set's URL from the discovery
+	// document.
+	Discovery    bool   `yaml:"discovery"`
+	DiscoveryURL string `yaml:"discovery_url"`
 }
 
 // fileRule is a rule of rules:, or a named policy of policies: (no path).

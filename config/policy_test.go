@@ -135,3 +135,35 @@ func TestLoadShadowAndDenyDetail(t *testing.T) {
 		t.Errorf("--enforce=false --deny-detail: shadow %v, deny detail %v", cfg.Shadow, cfg.DenyDetail)
 	}
 }
+
+// TestLoadDiscovery: discovery per provider (file) and --oidc-discovery
+// (flags); jwks_url with discovery, and discovery_url without it, are
+// refused with the file line.
+func TestLoadDiscovery(t *testing.T) {
+	cfg := load(t, []string{"--issuer", "https://i.example.com", "--audience", "a", "--oidc-discovery"}, env{})
+	if p := cfg.Providers[0]; !p.Discovery || p.JWKSURL != "" {
+		t.Errorf("--oidc-discovery: %+v", p)
+	}
+	cfg = load(t, []string{"--oidc-discovery"}, env{"AUTHACTION_DOMAIN": "tenant.example.com", "AUTHACTION_AUDIENCE": "a"})
+	if p := cfg.Providers[0]; !p.Discovery || p.JWKSURL != "" || p.Issuer != "https://tenant.example.com" {
+		t.Errorf("--oidc-discovery with the guide's variables: %+v", p)
+	}
+	path := writeConfig(t, "providers:\n  - issuer: https://a.example.com\n    audiences: [a]\n    discovery: true\n    discovery_url: https://a.example.com/custom/openid-configuration\n")
+	cfg = load(t, []string{"--config", path}, env{})
+	if p := cfg.Providers[0]; !p.Discovery || p.DiscoveryURL == "" || p.JWKSURL != "" {
+		t.Errorf("file discovery: %+v", p)
+	}
+	for _, tc := range []struct{ name, body, want string }{
+		{name: "jwks_url and discovery", body: "providers:\n  - issuer: https://a.example.com\n    audiences: [a]\n    discovery: true\n    jwks_url: https://a.example.com/k\n", want: "exclude each other"},
+		{name: "discovery_url alone", body: "providers:\n  - issuer: https://a.example.com\n    audiences: [a]\n    discovery_url: https://a.example.com/d\n", want: "needs discovery: true"},
+		{name: "issuer not a URL", body: "providers:\n  - issuer: tenant\n    audiences: [a]\n    discovery: true\n", want: "providers[0]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := writeConfig(t, tc.body)
+			_, err := Load([]string{"--config", path}, env{}.lookup, io.Discard)
+			if err == nil || !strings.Contains(err.Error(), path+":2:") || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Load = %v, want %q at %s:2", err, tc.want, path)
+			}
+		})
+	}
+}

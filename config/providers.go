@@ -54,7 +54,10 @@ func loadProviders(cfg *Config, src *sources) error {
 		if !hasAudience || len(splitList(audience)) == 0 {
 			return errors.New("no audience configured: set --audience (or AUTHZ_AUDIENCE, or the guide's AUTHACTION_AUDIENCE); without one, tokens minted for any other API of the same issuer would pass")
 		}
-		p := Provider{Issuer: issuer, Audiences: splitList(audience), JWKSURL: jwksURL}
+		p := Provider{Issuer: issuer, Audiences: splitList(audience), JWKSURL: jwksURL, Discovery: cfg.OIDCDiscovery}
+		if p.Discovery && jwksSrc == "AUTHACTION_DOMAIN" {
+			p.JWKSURL = "" // the guide's derived URL; discovery finds the real one
+		}
 		if err := finishProvider(&p); err != nil {
 			where := issuerSrc
 			if hasJWKS && jwksURL != "" {
@@ -68,7 +71,8 @@ func loadProviders(cfg *Config, src *sources) error {
 	seen := map[string]int{}
 	for i, fp := range fileProviders {
 		at := fmt.Sprintf("%s: providers[%d]", src.at("providers", i), i)
-		p := Provider{Name: fp.Name, Issuer: fp.Issuer, Audiences: fp.Audiences, JWKSURL: fp.JWKSURL, Algorithms: fp.Algorithms, ForwardToken: fp.ForwardToken}
+		p := Provider{Name: fp.Name, Issuer: fp.Issuer, Audiences: fp.Audiences, JWKSURL: fp.JWKSURL, Algorithms: fp.Algorithms, ForwardToken: fp.ForwardToken,
+			Discovery: fp.Discovery, DiscoveryURL: fp.DiscoveryURL}
 		if p.Issuer == "" {
 			return fmt.Errorf("%s: issuer is required", at)
 		}
@@ -115,13 +119,29 @@ func finishProvider(p *Provider) error {
 			return errors.New("an audience is empty")
 		}
 	}
-	if p.JWKSURL == "" {
-		p.JWKSURL = strings.TrimSuffix(p.Issuer, "/") + "/.well-known/jwks.json"
-	}
-	if err := jwks.CheckURL(p.JWKSURL); err != nil {
-		// The URL may hold credentials (user info, sent as Basic
-		// authentication): CheckURL's message masks them.
-		return fmt.Errorf("%w (set the JWKS URL, or an issuer that is a URL)", err)
+	switch {
+	case p.Discovery && p.JWKSURL != "":
+		return errors.New("jwks_url and discovery exclude each other: discovery takes the key set's URL from the issuer's document")
+	case p.Discovery:
+		if err := jwks.CheckIssuer(p.Issuer); err != nil {
+			return err
+		}
+		if p.DiscoveryURL != "" {
+			if err := jwks.CheckURL(p.DiscoveryURL); err != nil {
+				return fmt.Errorf("discovery_url: %w", err)
+			}
+		}
+	case p.DiscoveryURL != "":
+		return errors.New("discovery_url needs discovery: true")
+	default:
+		if p.JWKSURL == "" {
+			p.JWKSURL = strings.TrimSuffix(p.Issuer, "/") + "/.well-known/jwks.json"
+		}
+		if err := jwks.CheckURL(p.JWKSURL); err != nil {
+			// The URL may hold credentials (user info, sent as Basic
+			// authentication): CheckURL's message masks them.
+			return fmt.Errorf("%w (set the JWKS URL, or an issuer that is a URL)", err)
+		}
 	}
 	if len(p.Algorithms) == 0 {
 		p.Algorithms = []string{jwks.DefaultAlgorithm}

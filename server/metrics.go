@@ -29,6 +29,7 @@ type metrics struct {
 	bound                     sync.Map // checkSeries -> prometheus.Counter
 	allowLatency, denyLatency prometheus.Observer
 	fetches                   *prometheus.CounterVec
+	discoveries               *prometheus.CounterVec
 	fetchTime                 *prometheus.HistogramVec
 
 	reloads        *prometheus.CounterVec
@@ -50,7 +51,11 @@ func newMetrics(caches func() []*jwks.Cache, tokenCache func() authz.CacheStats,
 		}, []string{"result"}),
 		fetches: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "extauthz_jwks_fetches_total",
-			Help: "JWKS fetches by provider and result (success or error).",
+			Help: "JWKS fetches by provider and result: success, not_modified (a 304 confirmed the set in force) or error.",
+		}, []string{"provider", "result"}),
+		discoveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "extauthz_oidc_discovery_fetches_total",
+			Help: "OpenID Connect discovery document fetches by provider and result: success, not_modified or error.",
 		}, []string{"provider", "result"}),
 		fetchTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "extauthz_jwks_fetch_duration_seconds",
@@ -82,7 +87,7 @@ func newMetrics(caches func() []*jwks.Cache, tokenCache func() authz.CacheStats,
 		ConstLabels: prometheus.Labels{"version": build.Version, "goversion": build.GoVersion, "revision": build.Revision},
 	})
 	buildInfo.Set(1)
-	m.reg.MustRegister(buildInfo, m.checks, m.latency, m.fetches, m.fetchTime, m.reloads, m.lastReloadOK, m.lastReloadTime,
+	m.reg.MustRegister(buildInfo, m.checks, m.latency, m.fetches, m.discoveries, m.fetchTime, m.reloads, m.lastReloadOK, m.lastReloadTime,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&cacheCollector{caches: caches, now: now}, tokenCacheCollector(tokenCache))
 	return m
@@ -184,6 +189,20 @@ func (m *metrics) ObserveFetch(provider string, err error, d time.Duration, _ in
 	m.fetchTime.WithLabelValues(provider).Observe(d.Seconds())
 }
 
+// ObserveEvent implements jwks.EventObserver: key-set fetches by result
+// (success, not_modified, error), discovery-document fetches apart; a set
+// loaded from disk is no fetch (extauthz_jwks_key_set_from_disk says it).
+func (m *metrics) ObserveEvent(e jwks.Event) {
+	switch {
+	case e.Result == jwks.ResultDisk:
+	case e.Document == jwks.DocumentKeySet:
+		m.fetches.WithLabelValues(e.Provider, string(e.Result)).Inc()
+		m.fetchTime.WithLabelValues(e.Provider).Observe(e.Duration.Seconds())
+	case e.Document == jwks.DocumentDiscovery:
+		m.discoveries.WithLabelValues(e.Provider, string(e.Result)).Inc()
+	}
+}
+
 // cacheCollector reports each cache's state at scrape time.
 type cacheCollector struct {
 	caches func() []*jwks.Cache // of the generation in force
@@ -195,7 +214,11 @@ var (
 	descReady = prometheus.NewDesc("extauthz_jwks_ready", "1 once the provider's key set has loaded, else 0.", []string{"provider"}, nil)
 	descAge   = prometheus.NewDesc("extauthz_jwks_seconds_since_last_success",
 		"Seconds since the provider's last successful JWKS fetch (+Inf before the first).", []string{"provider"}, nil)
-	descFailing = prometheus.NewDesc("extauthz_jwks_last_fetch_failed", "1 when the provider's latest JWKS fetch failed.", []string{"provider"}, nil)
+	descFailing  = prometheus.NewDesc("extauthz_jwks_last_fetch_failed", "1 when the provider's latest JWKS fetch failed.", []string{"provider"}, nil)
+	descFromDisk = prometheus.NewDesc("extauthz_jwks_key_set_from_disk",
+		"1 while the provider's key set in force is the one stored in --jwks-cache-dir (loaded at start, no fetch yet).", []string{"provider"}, nil)
+	descSetAge = prometheus.NewDesc("extauthz_jwks_key_set_age_seconds",
+		"Age of the provider's key set in force: since the provider last served or confirmed it (for a set from disk, since it was stored).", []string{"provider"}, nil)
 )
 
 func (c *cacheCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -203,6 +226,8 @@ func (c *cacheCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descReady
 	ch <- descAge
 	ch <- descFailing
+	ch <- descFromDisk
+	ch <- descSetAge
 }
 
 func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
@@ -217,6 +242,10 @@ func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descReady, prometheus.GaugeValue, b2f(st.Loaded), name)
 		ch <- prometheus.MustNewConstMetric(descAge, prometheus.GaugeValue, age, name)
 		ch <- prometheus.MustNewConstMetric(descFailing, prometheus.GaugeValue, b2f(st.LastError != nil), name)
+		ch <- prometheus.MustNewConstMetric(descFromDisk, prometheus.GaugeValue, b2f(st.Source == jwks.SourceDisk), name)
+		if st.Loaded {
+			ch <- prometheus.MustNewConstMetric(descSetAge, prometheus.GaugeValue, st.Age.Seconds(), name)
+		}
 	}
 }
 

@@ -81,7 +81,10 @@ type Server struct {
 	metrics *metrics
 	health  *health.Server
 	started time.Time
-	tracing *tracing // nil when Options.TracerProvider is nil
+	// fetchLimiter bounds the key-set fetches in flight, of every provider
+	// and generation: a start with many providers does not burst.
+	fetchLimiter *jwks.FetchLimiter
+	tracing      *tracing // nil when Options.TracerProvider is nil
 
 	// gen is the configuration in force: its key caches and the decision
 	// built on them. Every check dereferences it once (acquire), so a reload
@@ -129,7 +132,8 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		opts.Now = time.Now
 	}
 	cfg = withDefaults(cfg)
-	s := &Server{cfg: cfg, opts: opts, log: opts.Logger, health: health.NewServer(), started: opts.Now()}
+	s := &Server{cfg: cfg, opts: opts, log: opts.Logger, health: health.NewServer(), started: opts.Now(),
+		fetchLimiter: jwks.NewFetchLimiter(jwks.DefaultFetchConcurrency)}
 	if opts.TracerProvider != nil {
 		s.tracing = newTracing(opts.TracerProvider)
 	}
@@ -171,6 +175,12 @@ func (s *Server) build(cfg *config.Config, prev *generation) (g *generation, fre
 			c, err = jwks.New(jwks.Config{
 				Name:               p.Name,
 				URL:                p.JWKSURL,
+				Issuer:             p.Issuer,
+				Discovery:          p.Discovery,
+				DiscoveryURL:       p.DiscoveryURL,
+				CacheDir:           cfg.JWKSCacheDir,
+				CacheMaxAge:        cfg.JWKSCacheMaxAge,
+				FetchLimiter:       s.fetchLimiter,
 				Algorithms:         p.Algorithms,
 				Client:             client,
 				RefreshInterval:    cfg.JWKSRefreshInterval,
@@ -270,12 +280,16 @@ func (s *Server) retire(g *generation) {
 // cache depends on, so that a new one cannot be left out here.
 type cacheKey struct {
 	name, url, algs string
-	settings        string // config.KeySetSettings
+	// With discovery the key set's URL comes from the issuer's document.
+	issuer, discoveryURL string
+	discovery            bool
+	settings             string // config.KeySetSettings
 }
 
 func keyOf(cfg *config.Config, p config.Provider) cacheKey {
 	return cacheKey{
 		name: p.Name, url: p.JWKSURL, algs: strings.Join(p.Algorithms, ","),
+		issuer: p.Issuer, discovery: p.Discovery, discoveryURL: p.DiscoveryURL,
 		settings: config.KeySetSettings(cfg),
 	}
 }
@@ -364,6 +378,18 @@ func (f *fetchObserver) ObserveFetch(provider string, err error, d time.Duration
 	}
 	if f.onFetch != nil {
 		f.onFetch()
+	}
+}
+
+// ObserveEvent implements jwks.EventObserver: the caches then report every
+// outcome here (a 304, a set loaded from disk, a discovery document)
+// instead of through ObserveFetch.
+func (f *fetchObserver) ObserveEvent(e jwks.Event) {
+	if eo, ok := f.next.(jwks.EventObserver); ok {
+		eo.ObserveEvent(e)
+	}
+	if f.onFetch != nil {
+		f.onFetch() // a set from disk makes the server ready at once
 	}
 }
 
@@ -623,6 +649,11 @@ func (s *Server) adminMux() *http.ServeMux {
 			Ready bool   `json:"ready"`
 			Keys  int    `json:"keys"`
 			Error string `json:"last_error,omitempty"`
+			// Source is fetch or disk (the set stored in --jwks-cache-dir,
+			// until the first fetch); Age how old the set in force is.
+			Source     string  `json:"source,omitempty"`
+			AgeSeconds float64 `json:"age_seconds,omitempty"`
+			KeySetURL  string  `json:"key_set_url,omitempty"`
 		}
 		var body struct {
 			Ready     bool       `json:"ready"`
@@ -631,7 +662,8 @@ func (s *Server) adminMux() *http.ServeMux {
 		body.Ready = true
 		for _, c := range s.gen.Load().caches {
 			st := c.Status()
-			p := provider{Name: c.Name(), Ready: st.Loaded, Keys: st.Keys}
+			p := provider{Name: c.Name(), Ready: st.Loaded, Keys: st.Keys, Source: string(st.Source),
+				AgeSeconds: st.Age.Seconds(), KeySetURL: st.KeySetURL}
 			if st.LastError != nil {
 				p.Error = st.LastError.Error()
 			}

@@ -122,7 +122,7 @@ func TestReadinessWaitsForEveryProvider(t *testing.T) {
 	h := start(t, testConfig(a, b))
 	eventually(t, "provider a to load", func() bool {
 		_, body := h.get("/readyz")
-		return strings.Contains(body, `{"name":"test","ready":true,"keys":1}`)
+		return strings.Contains(body, `{"name":"test","ready":true,"keys":1,`)
 	})
 	if code, _ := h.get("/readyz"); code != http.StatusServiceUnavailable {
 		t.Errorf("GET /readyz with one of two providers loaded = %d, want 503", code)

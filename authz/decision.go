@@ -67,6 +67,8 @@ type Decision struct {
 	// On deny: the RFC 6750 challenge ("" for none) and the JSON body.
 	WWWAuthenticate string
 	Body            string
+	// Message is the body's "error", one of a closed set of messages.
+	Message string
 	// Detail: name the reason in an X-Extauthz-Reason header
 	// (Config.DenyDetail).
 	Detail bool

@@ -18,7 +18,7 @@ func (s *Server) deny(r Reason, scopes []string) Decision {
 // parameter unescaped).
 func (s *Server) denyWith(r Reason, message string, scopes []string) Decision {
 	o := outcomeOf(r)
-	d := Decision{Reason: r, Metadata: denyMetadata[r], Detail: s.denyDetail}
+	d := Decision{Reason: r, Metadata: denyMetadata[r], Detail: s.denyDetail, Message: message}
 	body, _ := json.Marshal(map[string]string{"error": message})
 	d.Body = string(body)
 	switch {

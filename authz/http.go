@@ -207,6 +207,12 @@ func (s *Server) writeDecision(w http.ResponseWriter, d Decision) {
 		return
 	}
 	h.Set("Content-Type", "application/json")
+	// The body's message again, for fronts that drop the check's body
+	// (nginx's auth_request): deploy/nginx turns it back into the guide's
+	// body. A closed set of messages, safe in a JSON string as they are.
+	if d.Message != "" {
+		h.Set("X-Extauthz-Error", d.Message)
+	}
 	if d.Detail {
 		h.Set("X-Extauthz-Reason", string(d.Reason))
 	}

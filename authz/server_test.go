@@ -258,6 +258,10 @@ func TestDenials(t *testing.T) {
 				t.Errorf("metadata %v, want the reason %q", d.Metadata, d.Reason)
 			}
 			d.Metadata = nil
+			if d.Message != d.Reason.Message() {
+				t.Errorf("message %q, want the reason's %q", d.Message, d.Reason.Message())
+			}
+			d.Message = ""
 			if !reflect.DeepEqual(d, tc.want) {
 				t.Errorf("Decide =\n %+v\nwant\n %+v", d, tc.want)
 			}

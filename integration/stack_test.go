@@ -139,8 +139,7 @@ type front struct {
 	// downStatus is the status the front answers with when the ext_authz
 	// server cannot be reached.
 	downStatus int
-	// denyBody: the client gets the ext_authz server's deny body (nginx
-	// answers with its own).
+	// denyBody: the client gets the ext_authz server's deny body.
 	denyBody bool
 	log      *lineLog
 	// access is the Envoy stand-in's access log (nil for the others).
@@ -384,7 +383,9 @@ func (s *stack) startNginx(ctx context.Context, t *testing.T) *front {
 	// auth_request turns a failed check into 500, which the config answers
 	// as 503 (@extauthz_unavailable); it passes 401 and 403 on but with
 	// its own body.
-	f := &front{name: "nginx", downStatus: http.StatusServiceUnavailable}
+	// denyBody: deploy/nginx turns the server's X-Extauthz-Error back into
+	// the guide's body.
+	f := &front{name: "nginx", downStatus: http.StatusServiceUnavailable, denyBody: true}
 	bin, why := peer("nginx", "/usr/sbin/nginx")
 	if bin == "" {
 		f.skip = why

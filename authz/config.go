@@ -37,6 +37,11 @@ type Provider struct {
 	Algorithms []string
 	// Keys verifies the provider's signatures. Required.
 	Keys KeySource
+	// TokenSources are where the provider's tokens may come from, in order;
+	// DefaultTokenSources when empty. The server reads the union of every
+	// provider's locations; a token found in one its provider (named by
+	// iss) does not list is refused.
+	TokenSources []TokenSource
 	// ForwardToken keeps the Authorization header on allow. By default it
 	// is removed before the upstream (headers_to_remove, and
 	// X-Envoy-Auth-Headers-To-Remove in HTTP mode), as Envoy's jwt_authn

@@ -115,14 +115,24 @@ func (s *Server) decide(ctx context.Context, r Request) (Decision, findings) {
 	}
 
 	// token, verify
-	token, reason := s.bearer(r.Authorization)
+	tok, reason := s.tokenOf(r)
 	if tr != nil {
-		tr.add(StageToken, "bearer", reason == "", "%s", tokenStep(reason))
+		where := "the Authorization header"
+		if !s.defaultSources && reason == "" {
+			where = s.sources[tok.source].String()
+		}
+		tr.add(StageToken, "bearer", reason == "", "%s (%s)", tokenStep(reason), where)
 	}
 	if reason == "" {
-		f.v = s.verify(ctx, token)
+		f.v = s.verify(ctx, tok.token)
 		if tr != nil {
-			s.traceVerify(tr, token, f.v)
+			s.traceVerify(tr, tok.token, f.v)
+		}
+		if f.v.reason == Allowed && !s.acceptsSource(f.v.provider, tok.source) {
+			// The token's provider (named by its iss) does not take
+			// tokens from where this one was found.
+			f.v = verified{reason: MissingToken, provider: f.v.provider,
+				err: fmt.Errorf("a token in %s, which provider %s does not accept", s.sources[tok.source], f.v.provider)}
 		}
 	} else {
 		f.v.reason = reason
@@ -159,6 +169,9 @@ func (s *Server) decide(ctx context.Context, r Request) (Decision, findings) {
 		}
 		d.Headers, d.Remove = s.claimHeadersFor(v, r.HeaderNames, len(r.Authorization) > 0)
 		d.Metadata = v.metadata
+		if reason == "" && !s.defaultSources && s.sources[tok.source].Query != "" {
+			d.RemoveQuery = []string{s.sources[tok.source].Query} // never to the upstream
+		}
 		if tr != nil {
 			names := make([]string, len(d.Headers))
 			for i, h := range d.Headers {

@@ -64,6 +64,9 @@ type Decision struct {
 	// request. A name is never in both.
 	Headers []Header
 	Remove  []string
+	// RemoveQuery are query parameters to remove upstream (a token read
+	// from the query), over gRPC.
+	RemoveQuery []string
 	// On deny: the RFC 6750 challenge ("" for none) and the JSON body.
 	WWWAuthenticate string
 	Body            string

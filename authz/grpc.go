@@ -53,7 +53,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 		}
 	} else if hm := h.GetHeaderMap(); hm != nil {
 		// Envoy sends header_map instead of headers with encode_raw_headers.
-		if s.rules.needsClaims {
+		if s.rules.needsClaims || !s.defaultSources {
 			r.Headers = make(map[string]string, len(hm.GetHeaders()))
 		}
 		for _, hv := range hm.GetHeaders() {
@@ -114,6 +114,7 @@ func CheckResponse(d Decision) *authv3.CheckResponse {
 		// the objects it leaves.
 		a := new(okAlloc)
 		a.ok.HeadersToRemove = d.Remove
+		a.ok.QueryParametersToRemove = d.RemoveQuery
 		if n := len(d.Headers); n > 0 {
 			opts := make([]corev3.HeaderValueOption, n)
 			vals := make([]corev3.HeaderValue, n)

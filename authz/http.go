@@ -44,10 +44,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			req.problemMsg = msgNoOriginalURI
 			s.warnUnpinned(r.Context())
 		}
-	} else if s.rules.needsClaims {
+	} else if s.rules.needsClaims || !s.defaultSources {
 		req.Headers = make(map[string]string, len(r.Header))
 		for k, vs := range r.Header {
-			req.Headers[strings.ToLower(k)] = strings.Join(vs, ",")
+			sep := "," // as a proxy joins repeated headers
+			if k == "Cookie" {
+				sep = "; " // cookies, as RFC 6265 §5.4 joins them
+			}
+			req.Headers[strings.ToLower(k)] = strings.Join(vs, sep)
 		}
 	}
 	s.writeDecision(w, s.Decide(r.Context(), req))

@@ -29,6 +29,10 @@ type Server struct {
 	parser         *jwt.Parser
 	algs           []string // every provider's algorithms
 	rules          *ruleSet
+	// sources is the union of the providers' token locations, in order;
+	// defaultSources: it is just Authorization: Bearer (the fast path).
+	sources        []TokenSource
+	defaultSources bool
 	metadataClaims []string
 	enforce        bool // false: every denial is a shadow allow
 	denyDetail     bool
@@ -64,6 +68,9 @@ type provider struct {
 	validator *jwt.Validator
 	// forwardToken keeps Authorization on allow.
 	forwardToken bool
+	// sources are the provider's token locations, as indexes into
+	// Server.sources.
+	sources []int
 }
 
 type claimHeader struct {
@@ -143,6 +150,23 @@ func New(cfg Config) (*Server, error) {
 		if name == "" {
 			name = p.Issuer
 		}
+		srcs := p.TokenSources
+		if len(srcs) == 0 {
+			srcs = DefaultTokenSources()
+		}
+		var srcIdx []int
+		for _, src := range srcs {
+			src, err := checkTokenSource(src)
+			if err != nil {
+				return nil, fmt.Errorf("authz: provider %s: %w", p.Issuer, err)
+			}
+			i := slices.Index(s.sources, src)
+			if i < 0 {
+				i = len(s.sources)
+				s.sources = append(s.sources, src)
+			}
+			srcIdx = append(srcIdx, i)
+		}
 		s.providers[p.Issuer] = &provider{
 			name:         name,
 			issuer:       p.Issuer,
@@ -150,6 +174,7 @@ func New(cfg Config) (*Server, error) {
 			audiences:    slices.Sorted(slices.Values(p.Audiences)),
 			keys:         p.Keys,
 			forwardToken: p.ForwardToken,
+			sources:      srcIdx,
 			validator: jwt.NewValidator(
 				jwt.WithIssuer(p.Issuer),
 				jwt.WithAudience(p.Audiences...),
@@ -179,6 +204,7 @@ func New(cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("authz: metadata claim %q names no claim", c)
 		}
 	}
+	s.defaultSources = len(s.sources) == 1 && s.sources[0].isDefault()
 	s.metadataClaims = slices.Clone(cfg.MetadataClaims)
 	s.enforce, s.denyDetail = !cfg.Shadow, cfg.DenyDetail
 

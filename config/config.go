@@ -15,6 +15,7 @@ import (
 
 	"github.com/joho/godotenv"
 
+	"github.com/extauthz/extauthz/authz"
 	"github.com/extauthz/extauthz/policy"
 )
 
@@ -86,6 +87,9 @@ type Provider struct {
 	Algorithms []string
 	// ForwardToken keeps the Authorization header upstream on allow.
 	ForwardToken bool
+	// TokenSources are where the provider's tokens come from, in order;
+	// nil: the Authorization header's Bearer token.
+	TokenSources []authz.TokenSource
 	// Discovery takes the key set's URL from the issuer's OpenID Connect
 	// discovery document (at DiscoveryURL when set); JWKSURL is then empty.
 	Discovery    bool

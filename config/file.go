@@ -58,10 +58,20 @@ type fileProvider struct {
 	Algorithms []string `yaml:"algorithms"`
 	// ForwardToken keeps the Authorization header upstream on allow.
 	ForwardToken bool `yaml:"forward_token"`
+	// TokenSources: where the provider's tokens come from, in order.
+	TokenSources []fileTokenSource `yaml:"token_sources"`
 	// Discovery and DiscoveryURL: the key set's URL from the discovery
 	// document.
 	Discovery    bool   `yaml:"discovery"`
 	DiscoveryURL string `yaml:"discovery_url"`
+}
+
+// fileTokenSource is one token location of a provider.
+type fileTokenSource struct {
+	Header string `yaml:"header"`
+	Prefix string `yaml:"prefix"`
+	Cookie string `yaml:"cookie"`
+	Query  string `yaml:"query"`
 }
 
 // fileRule is a rule of rules:, or a named policy of policies: (no path).

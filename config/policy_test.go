@@ -167,3 +167,17 @@ func TestLoadDiscovery(t *testing.T) {
 		})
 	}
 }
+
+// TestLoadTokenSources: a provider's token_sources reach the Config; a
+// location naming two places is a file error.
+func TestLoadTokenSources(t *testing.T) {
+	path := writeConfig(t, "providers:\n  - issuer: https://a.example.com\n    audiences: [a]\n    token_sources:\n      - header: authorization\n        prefix: \"Bearer \"\n      - cookie: access_token\n      - query: access_token\n")
+	cfg := load(t, []string{"--config", path}, env{})
+	if srcs := cfg.Providers[0].TokenSources; len(srcs) != 3 || srcs[1].Cookie != "access_token" || srcs[2].Query != "access_token" {
+		t.Errorf("token sources = %+v", srcs)
+	}
+	path = writeConfig(t, "providers:\n  - issuer: https://a.example.com\n    audiences: [a]\n    token_sources:\n      - header: x\n        cookie: y\n")
+	if _, err := Load([]string{"--config", path}, env{}.lookup, io.Discard); err == nil || !strings.Contains(err.Error(), path+":2:") || !strings.Contains(err.Error(), "token_sources") {
+		t.Errorf("Load = %v, want a token_sources error at line 2", err)
+	}
+}

@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/extauthz/extauthz/authz"
+
 	"github.com/extauthz/extauthz/jwks"
 )
 
@@ -73,6 +75,12 @@ func loadProviders(cfg *Config, src *sources) error {
 		at := fmt.Sprintf("%s: providers[%d]", src.at("providers", i), i)
 		p := Provider{Name: fp.Name, Issuer: fp.Issuer, Audiences: fp.Audiences, JWKSURL: fp.JWKSURL, Algorithms: fp.Algorithms, ForwardToken: fp.ForwardToken,
 			Discovery: fp.Discovery, DiscoveryURL: fp.DiscoveryURL}
+		for _, ts := range fp.TokenSources {
+			p.TokenSources = append(p.TokenSources, authz.TokenSource{Header: ts.Header, Prefix: ts.Prefix, Cookie: ts.Cookie, Query: ts.Query})
+		}
+		if err := authz.CheckTokenSources(p.TokenSources); err != nil {
+			return fmt.Errorf("%s: token_sources: %w", at, err)
+		}
 		if p.Issuer == "" {
 			return fmt.Errorf("%s: issuer is required", at)
 		}

@@ -205,7 +205,7 @@ func (s *Server) build(cfg *config.Config, prev *generation) (g *generation, fre
 			g.caches = append(g.caches, c)
 		}
 		providers = append(providers, authz.Provider{
-			Name: p.Name, Issuer: p.Issuer, Audiences: p.Audiences, Algorithms: p.Algorithms, Keys: c, ForwardToken: p.ForwardToken,
+			Name: p.Name, Issuer: p.Issuer, Audiences: p.Audiences, Algorithms: p.Algorithms, Keys: c, ForwardToken: p.ForwardToken, TokenSources: p.TokenSources,
 		})
 	}
 	a, err := authz.New(authz.Config{

@@ -185,6 +185,7 @@ func (s *Server) readSource(src TokenSource, values []string) (string, Reason) {
 	case len(v) > s.maxToken:
 		return "", TokenTooLarge
 	case strings.ContainsAny(v, ", \t"):
+		// Envoy joins repeated headers with ","; a JWS never holds one.
 		return "", InvalidRequest
 	}
 	return v, ""

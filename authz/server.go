@@ -24,11 +24,11 @@ import (
 type Server struct {
 	authv3.UnimplementedAuthorizationServer
 
-	inputs         Config               // what cached verifications depend on: see cacheInputs
-	providers      map[string]*provider // by issuer
-	parser         *jwt.Parser
-	algs           []string // every provider's algorithms
-	rules          *ruleSet
+	inputs    Config               // what cached verifications depend on: see cacheInputs
+	providers map[string]*provider // by issuer
+	parser    *jwt.Parser
+	algs      []string // every provider's algorithms
+	rules     *ruleSet
 	// sources is the union of the providers' token locations, in order;
 	// defaultSources: it is just Authorization: Bearer (the fast path).
 	sources        []TokenSource

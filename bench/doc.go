@@ -5,12 +5,15 @@
 //
 //	go run ./bench --install   # once: build ghz and the Go peers into the tools dir
 //	go run ./bench             # the full comparison; rewrites BENCHMARKS.md
-//	go run ./bench --quick     # smoke run: our server and the do-nothing server only
+//	go run ./bench --quick     # smoke run: our server (with and without the policy config) and the do-nothing server only
 //
 // The targets, each started fresh for each measured run and stopped after it:
 //
 //   - extauthz, built with `go build ./cmd/extauthz`, run with its defaults
 //     plus the loopback addresses, issuer, audience and JWKS URL;
+//   - extauthz-policy, the same with --config naming a 50-rule policy file
+//     (methods, hosts, claims, CEL conditions, deny; bench/policy.go) that
+//     the harness writes into its run directory, gRPC only;
 //   - (a) bench/nop, a do-nothing ext_authz server on the same grpc-go and
 //     net/http (always OK): the transport's own limit;
 //   - (b) the seed guide's Flask app (bench/flaskapp, its two files as the guide

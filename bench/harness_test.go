@@ -12,8 +12,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/extauthz/extauthz/bench/internal/loadstat"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -26,9 +26,16 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/golang-jwt/jwt/v5"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/descriptorpb"
+
+	"github.com/extauthz/extauthz/authz"
+	"github.com/extauthz/extauthz/bench/internal/loadstat"
+	// The harness's own flags are its type config.
+	srvconfig "github.com/extauthz/extauthz/config"
 )
 
 // testTokens is one small token set per test binary: RSA signing is slow.
@@ -45,8 +52,9 @@ func tokensForTest(t *testing.T) *tokenSet {
 	return ts
 }
 
-// TestQuick runs the harness's smoke mode end to end: extauthz and the
-// do-nothing server under ghz and wrk. It needs ghz and wrk (go run ./bench
+// TestQuick runs the harness's smoke mode end to end: extauthz, extauthz
+// with the policy config (gRPC only) and the do-nothing server under ghz
+// and wrk. It needs ghz and wrk (go run ./bench
 // --install); without them it skips, unless EXTAUTHZ_REQUIRE_PEERS=1.
 func TestQuick(t *testing.T) {
 	if testing.Short() {
@@ -95,6 +103,9 @@ func TestQuick(t *testing.T) {
 			}
 		}
 	}
+	for _, tc := range []string{caseHit, caseMiss} {
+		want[targetPolicy+" "+modeGRPC+" "+tc] = true
+	}
 	for _, r := range rep.Results {
 		key := r.Target + " " + r.Mode + " " + r.Case
 		if !want[key] {
@@ -118,6 +129,18 @@ func TestQuick(t *testing.T) {
 	if len(rep.Ratios) == 0 {
 		t.Error("no ratios against the do-nothing server")
 	}
+	for _, r := range rep.Ratios {
+		if r.Against == targetPolicy {
+			t.Errorf("ratio against %s, a variant of extauthz, among the peers' ratios", targetPolicy)
+		}
+	}
+	i := slices.IndexFunc(rep.Goals, func(g goal) bool { return g.Issue == 11 })
+	if i < 0 {
+		t.Fatalf("no goal of issue 11 in %+v", rep.Goals)
+	}
+	if g := rep.Goals[i]; !strings.HasSuffix(g.Goal, "≥ 0.8× the do-nothing server's throughput at c=50") || !strings.Contains(g.Measured, "req/s") || g.Verdict == "n/a" {
+		t.Errorf("issue 11's goal: %+v, want a ratio measured against the do-nothing server", g)
+	}
 
 	doc, err := os.ReadFile(md)
 	if err != nil {
@@ -135,6 +158,14 @@ func TestQuick(t *testing.T) {
 			t.Errorf("BENCHMARKS.md has %d rows starting %q, want 2 (gRPC and HTTP)", strings.Count(s, row), row)
 		}
 	}
+	for _, row := range []string{"| extauthz (50 rules, CEL) | hit |", "| extauthz (50 rules, CEL) | miss |"} {
+		if strings.Count(s, row) != 1 { // gRPC only
+			t.Errorf("BENCHMARKS.md has %d rows starting %q, want 1 (gRPC)", strings.Count(s, row), row)
+		}
+	}
+	if !strings.Contains(s, "| 11 | gRPC, cache hits with a 50-rule config including CEL") {
+		t.Error("BENCHMARKS.md lacks issue 11's target")
+	}
 	if !strings.Contains(stdout.String(), "### gRPC") {
 		t.Errorf("stdout lacks the tables:\n%s", stdout.String())
 	}
@@ -151,8 +182,8 @@ func TestParseFlags(t *testing.T) {
 			name: "quick defaults",
 			args: []string{"--quick"},
 			check: func(c config) string {
-				if strings.Join(c.targets, ",") != targetOurs+","+targetNop || c.fill != 0 || c.halfDuration != 0 || c.out != "" || c.quietBelow != 0 || c.repeat != 1 {
-					return "quick must select extauthz and nop, no fill, no half-saturation runs, no output file, no waiting for quiet, one run each"
+				if strings.Join(c.targets, ",") != targetOurs+","+targetPolicy+","+targetNop || c.fill != 0 || c.halfDuration != 0 || c.out != "" || c.quietBelow != 0 || c.repeat != 1 {
+					return "quick must select extauthz, extauthz-policy and nop, no fill, no half-saturation runs, no output file, no waiting for quiet, one run each"
 				}
 				return ""
 			},
@@ -206,6 +237,79 @@ func TestParseFlags(t *testing.T) {
 				if msg := tc.check(c); msg != "" {
 					t.Error(msg)
 				}
+			}
+		})
+	}
+}
+
+// benchKeys is a KeySource holding the bench key.
+type benchKeys struct{ key *rsa.PublicKey }
+
+func (k benchKeys) Key(context.Context, *jwt.Token) (any, error) { return k.key, nil }
+
+// TestPolicyConfig loads the extauthz-policy target's config as the server
+// does (its config.Load: YAML, CEL type-checking, shadowed rules) and decides
+// the harness's request with it: allowed by rules[policyAllowRule], whose
+// condition decides (negated, the request is denied, so no earlier rule
+// matched), and the probe's requests are denied.
+func TestPolicyConfig(t *testing.T) {
+	path, err := writePolicyConfig(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	noEnv := func(string) (string, bool) { return "", false }
+	cfg, err := srvconfig.Load([]string{"--config", path, "--issuer", issuer, "--audience", audience, "--jwks-url", "http://127.0.0.1:1" + jwksPath}, noEnv, io.Discard)
+	if err != nil {
+		t.Fatalf("config.Load: %v", err)
+	}
+	f := policyConfig()
+	if len(cfg.Rules) != policyRules || policyAllowRule < policyRules*9/10 || len(cfg.Policies) != len(f.Policies) {
+		t.Fatalf("got %d rules, %d named policies, the allowing rule at %d; want %d rules, %d policies, the allowing rule in the last tenth",
+			len(cfg.Rules), len(cfg.Policies), policyAllowRule, policyRules, len(f.Policies))
+	}
+	if n := f.conditions(); n < 8 {
+		t.Errorf("%d rules with a CEL condition, want at least 8", n)
+	}
+	if got := cfg.Rules[policyAllowRule].When; got != policyAllowWhen {
+		t.Fatalf("rules[%d].when = %q, want %q", policyAllowRule, got, policyAllowWhen)
+	}
+	ts := tokensForTest(t)
+	negated := slices.Clone(cfg.Rules)
+	negated[policyAllowRule].When = "!(" + policyAllowWhen + ")"
+	type policyCase struct {
+		name   string
+		rules  []authz.Rule
+		method string
+		token  string
+		want   authz.Reason // "": any denial with PERMISSION_DENIED (the probes)
+	}
+	tests := []policyCase{
+		{name: "the harness's request", rules: cfg.Rules, method: benchMethod, token: ts.hit, want: authz.Allowed},
+		{name: "a miss token", rules: cfg.Rules, method: benchMethod, token: ts.distinct[0], want: authz.Allowed},
+		{name: "the allowing rule's condition negated", rules: negated, method: benchMethod, token: ts.hit, want: authz.PolicyDenied},
+		{name: "tampered", rules: cfg.Rules, method: benchMethod, token: tamper(ts.hit), want: authz.BadSignature},
+	}
+	for _, p := range policyProbes {
+		tests = append(tests, policyCase{name: "probe " + p.Method, rules: cfg.Rules, method: p.Method, token: ts.hit})
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv, err := authz.New(authz.Config{
+				Providers: []authz.Provider{{Name: "bench", Issuer: issuer, Audiences: []string{audience}, Keys: benchKeys{&ts.key.PublicKey}}},
+				Rules:     tc.rules, Policies: cfg.Policies, Logger: slog.New(slog.DiscardHandler),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := srv.Decide(t.Context(), authz.Request{Method: tc.method, Path: benchPath, Host: benchHost, Scheme: "http", Authorization: []string{"Bearer " + tc.token}})
+			if tc.want == "" {
+				if d.Allowed() || d.Reason.Code() != codes.PermissionDenied {
+					t.Errorf("got %s, want a denial with %s", d.Reason, codes.PermissionDenied)
+				}
+				return
+			}
+			if d.Reason != tc.want {
+				t.Errorf("got %s, want %s", d.Reason, tc.want)
 			}
 		})
 	}

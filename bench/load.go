@@ -93,12 +93,25 @@ func writeCheckData(path string, tokens []string) error {
 	return os.WriteFile(path, b, 0o644)
 }
 
-// checkRequest is what Envoy sends for GET http://api.example.com/protected
-// with the given Authorization header.
+// The request every target is loaded with: GET http://api.example.com/protected.
+const (
+	benchMethod = "GET"
+	benchPath   = "/protected"
+	benchHost   = "api.example.com"
+)
+
+// checkRequest is what Envoy sends for the bench request with the given
+// Authorization header.
 func checkRequest(authorization string) *authv3.CheckRequest {
+	return checkRequestFor(benchMethod, benchPath, benchHost, authorization)
+}
+
+// checkRequestFor is what Envoy sends for method http://host/path with the
+// given Authorization header.
+func checkRequestFor(method, path, host, authorization string) *authv3.CheckRequest {
 	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
 		Http: &authv3.AttributeContext_HttpRequest{
-			Method: "GET", Path: "/protected", Host: "api.example.com", Scheme: "http", Protocol: "HTTP/1.1",
+			Method: method, Path: path, Host: host, Scheme: "http", Protocol: "HTTP/1.1",
 			Headers: map[string]string{"authorization": authorization},
 		},
 	}}}

@@ -91,8 +91,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		fmt.Fprintf(stderr, "Usage: go run ./bench [flags]\n\nBuilds cmd/extauthz, starts it and the peers on 127.0.0.1 one at a time, loads\neach with ghz (gRPC) and wrk (HTTP), and writes the tables of BENCHMARKS.md.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	fs.IntVar(&c.repeat, "repeat", 3, "runs of extauthz and of the do-nothing server per mode and case, interleaved; the median by req/s is reported (peers run once)")
-	fs.BoolVar(&c.quick, "quick", false, "smoke run: few requests, only extauthz and the do-nothing server, no fill run; writes no file unless -out is given")
+	fs.IntVar(&c.repeat, "repeat", 3, "runs of extauthz, extauthz-policy and the do-nothing server per mode and case, interleaved; the median by req/s is reported (peers run once)")
+	fs.BoolVar(&c.quick, "quick", false, "smoke run: few requests, only extauthz (with and without the policy config) and the do-nothing server, no fill run; writes no file unless -out is given")
 	fs.BoolVar(&c.install, "install", false, "first build ghz and the Go peers into -tools-dir, and apt-get install wrk and the Flask stack when root")
 	fs.BoolVar(&c.requirePeers, "require-peers", false, "fail instead of skipping a peer that is not installed")
 	fs.StringVar(&c.toolsDir, "tools-dir", defaultToolsDir(), "where ghz, the peers and the token cache live (outside the repository)")
@@ -124,7 +124,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if c.quick {
 		quick := map[string]func(){
-			"targets":       func() { *targets = targetOurs + "," + targetNop },
+			"targets":       func() { *targets = targetOurs + "," + targetPolicy + "," + targetNop },
 			"tokens":        func() { c.tokens = 1_000 },
 			"fill":          func() { c.fill = 0 },
 			"grpc-requests": func() { c.grpcRequests = 1_000 },
@@ -362,6 +362,8 @@ func found(p string) string {
 func (h *harness) setupTargets() {
 	h.targets = map[string]*target{
 		targetOurs: {Name: targetOurs, Label: "extauthz", GRPC: true, HTTP: true, Bin: h.bins.ours, Ver: h.cache.version, start: startOurs},
+		targetPolicy: {Name: targetPolicy, Label: "extauthz (50 rules, CEL)", GRPC: true, Variant: true, Bin: h.bins.ours, Ver: h.cache.version, start: startPolicy,
+			Denies: policyProbes},
 		targetNop: {Name: targetNop, Label: "(a) do-nothing (grpc-go, net/http)", GRPC: true, HTTP: true,
 			AllowsAll: true, Bin: h.bins.nop, Ver: "bench/nop", start: startNop},
 		targetFlask: {Name: targetFlask, Label: "(b) guide's Flask app", HTTP: true, Peer: true, start: startFlask},
@@ -393,11 +395,11 @@ func (h *harness) setupTargets() {
 }
 
 // measureAll runs every target in every mode and case it supports, one at
-// a time. Per mode: extauthz and the do-nothing server -repeat times,
-// interleaved (the median run by req/s is reported, so that one noisy run
-// decides no ratio), then each peer once; after gRPC, the half-saturation
-// runs of extauthz and of the do-nothing server at the same rate; then the
-// memory run.
+// a time. Per mode: extauthz, its variants (extauthz-policy) and the
+// do-nothing server -repeat times, interleaved (the median run by req/s is
+// reported, so that one noisy run decides no ratio), then each peer once;
+// after gRPC, the half-saturation runs of extauthz and of the do-nothing
+// server at the same rate; then the memory run.
 func (h *harness) measureAll(ctx context.Context) error {
 	for _, mode := range []string{modeGRPC, modeHTTP} {
 		var core []*target
@@ -568,7 +570,7 @@ func (h *harness) measure(ctx context.Context, t *target, mode, tc string, rate 
 	}
 	defer in.stop()
 	h.starts[t.Name]++
-	if err := in.probe(ctx, mode, h.tokens.hit, tamper(h.tokens.hit), t.AllowsAll); err != nil {
+	if err := in.probe(ctx, mode, h.tokens.hit, tamper(h.tokens.hit), t.AllowsAll, t.Denies); err != nil {
 		return r, in.main().failure(err)
 	}
 	if err := h.warmup(ctx, in, mode); err != nil {
@@ -645,7 +647,7 @@ func (h *harness) measure(ctx context.Context, t *target, mode, tc string, rate 
 			r.ErrorKinds["denied"] += int64(denied)
 		}
 	}
-	if err := in.probe(ctx, mode, h.tokens.hit, tamper(h.tokens.hit), t.AllowsAll); err != nil {
+	if err := in.probe(ctx, mode, h.tokens.hit, tamper(h.tokens.hit), t.AllowsAll, t.Denies); err != nil {
 		return r, in.main().failure(fmt.Errorf("after the run: %w", err))
 	}
 	h.logf("%-36s %-4s %-4s %s", t.Label, mode, tc+rateSuffix(rate)+genSuffix(gen), summary(r))

@@ -81,8 +81,10 @@ type ratio struct {
 	Value   float64 `json:"value"`
 }
 
-// goal is one of issue 5's targets, reported and never asserted.
+// goal is one of the issues' targets (issue 5's, issue 11's), reported and
+// never asserted.
 type goal struct {
+	Issue    int    `json:"issue"`
 	Goal     string `json:"goal"`
 	Measured string `json:"measured"`
 	Verdict  string `json:"verdict"`
@@ -107,6 +109,9 @@ func (h *harness) buildReport() *report {
 		rep.Targets = append(rep.Targets, targetInfo{Name: t.Name, Label: t.Label, Version: t.Ver, Skipped: t.Skip})
 	}
 	for _, t := range h.order[1:] {
+		if t.Variant {
+			continue
+		}
 		for _, mode := range []string{modeGRPC, modeHTTP} {
 			for _, tc := range []string{caseHit, caseMiss} {
 				if v, ok := h.ratio(mode, t.Name, tc); ok {
@@ -157,6 +162,7 @@ func (h *harness) goals() []goal {
 		nop, _ := h.find(modeGRPC, targetNop, caseHit, false)
 		ours, _ := h.find(modeGRPC, targetOurs, caseHit, false)
 		out = append(out, goal{
+			Issue:    5,
 			Goal:     fmt.Sprintf("gRPC, cache hits: ≥ 0.8× the do-nothing server's throughput at c=%d", h.cfg.concurrency),
 			Measured: fmt.Sprintf("%s (%s vs %s req/s)", fmtRatio(v), fmtInt(ours.RPS), fmtInt(nop.RPS)),
 			Verdict:  verdict(v >= 0.8),
@@ -166,6 +172,7 @@ func (h *harness) goals() []goal {
 		for _, tc := range []string{caseHit, caseMiss} {
 			if r, ok := h.findGen(modeGRPC, targetOurs, tc, true, gen); ok {
 				out = append(out, goal{
+					Issue:    5,
 					Goal:     fmt.Sprintf("gRPC, %s: p99 < 1 ms at half of the saturation throughput (%s)", plural(tc), genName(gen)),
 					Measured: fmt.Sprintf("p99 %s at %s req/s (asked %s/s)%s", fmtDur(r.P99), fmtInt(r.RPS), fmtInt(float64(r.RateLimit)), h.nopAtRate(tc, gen)),
 					Verdict:  verdict(r.P99 < time.Millisecond && r.Errors == 0),
@@ -174,13 +181,30 @@ func (h *harness) goals() []goal {
 		}
 	}
 	m, v := both(modeHTTP, targetFlask, 20)
-	out = append(out, goal{Goal: "HTTP: ≥ 20× the guide's Flask app", Measured: m, Verdict: v})
+	out = append(out, goal{Issue: 5, Goal: "HTTP: ≥ 20× the guide's Flask app", Measured: m, Verdict: v})
 	m, v = both(modeGRPC, targetOPA, 1)
-	out = append(out, goal{Goal: "gRPC: ahead of OPA-Envoy", Measured: m, Verdict: v})
+	out = append(out, goal{Issue: 5, Goal: "gRPC: ahead of OPA-Envoy", Measured: m, Verdict: v})
 	m, v = both(modeHTTP, targetOathkeeper, 1)
-	out = append(out, goal{Goal: "HTTP: ahead of Oathkeeper", Measured: m, Verdict: v})
+	out = append(out, goal{Issue: 5, Goal: "HTTP: ahead of Oathkeeper", Measured: m, Verdict: v})
 	m, v = both(modeHTTP, targetOAuth2, 1)
-	out = append(out, goal{Goal: "HTTP: ahead of oauth2-proxy", Measured: m, Verdict: v})
+	out = append(out, goal{Issue: 5, Goal: "HTTP: ahead of oauth2-proxy", Measured: m, Verdict: v})
+	g := goal{Issue: 11, Goal: fmt.Sprintf("gRPC, cache hits with a %d-rule config including CEL: ≥ 0.8× the do-nothing server's throughput at c=%d", policyRules, h.cfg.concurrency)}
+	pol, okp := h.find(modeGRPC, targetPolicy, caseHit, false)
+	nop, okn := h.find(modeGRPC, targetNop, caseHit, false)
+	switch {
+	case okp && okn && nop.RPS > 0:
+		rel := pol.RPS / nop.RPS
+		g.Measured = fmt.Sprintf("%s (%s vs %s req/s)", fmtRatio(rel), fmtInt(pol.RPS), fmtInt(nop.RPS))
+		if ours, ok := h.find(modeGRPC, targetOurs, caseHit, false); ok && ours.RPS > 0 {
+			g.Measured += fmt.Sprintf("; %s extauthz's %s req/s without rules", fmtRatio(pol.RPS/ours.RPS), fmtInt(ours.RPS))
+		}
+		g.Verdict = verdict(rel >= 0.8 && pol.Errors == 0)
+	case !okp:
+		g.Measured, g.Verdict = "not measured"+h.skipNote(targetPolicy), "n/a"
+	default:
+		g.Measured, g.Verdict = "not measured"+h.skipNote(targetNop), "n/a"
+	}
+	out = append(out, g)
 	return out
 }
 
@@ -251,8 +275,9 @@ func (h *harness) markdown(rep *report) string {
 		s.Ghz, s.Concurrency, s.GRPCConns, s.GRPCRequests, s.GRPCWarmup)
 	p("- HTTP load: wrk %s, `-t%d -c%d -d%s` per measured run after a %s warm-up with the hit token\n",
 		s.Wrk, s.WrkThreads, s.Concurrency, s.WrkDuration, s.WrkWarmup)
-	if h.cfg.repeat > 1 {
-		p("- extauthz and the do-nothing server: %d runs per mode and case, interleaved (extauthz, then the do-nothing server, %d times); each row shows the median run by req/s, and the notes under a table list every run's req/s. The peers run once.\n", h.cfg.repeat, h.cfg.repeat)
+	if core := h.coreLabels(); h.cfg.repeat > 1 && len(core) > 0 {
+		p("- %s: %d runs per mode and case, interleaved (%s, %d times); each row shows the median run by req/s, and the notes under a table list every run's req/s. The peers run once.\n",
+			joinAnd(core), h.cfg.repeat, strings.Join(core, ", then "), h.cfg.repeat)
 	}
 	if c := h.cfg; c.quietBelow > 0 && c.quietWait > 0 {
 		p("- Before each run the harness waited (up to %s) until other processes used less than %.0f%% of the CPUs\n", c.quietWait, 100*c.quietBelow)
@@ -266,6 +291,10 @@ func (h *harness) markdown(rep *report) string {
 		switch {
 		case t.Skipped != "":
 			p("  - %s: **skipped**, %s\n", t.Label, t.Skipped)
+		case t.Name == targetPolicy:
+			f := policyConfig()
+			p("  - %s: %s, as extauthz plus `--config` with %d rules (%d with a CEL `when`; methods, hosts, claims, scopes, public and deny) and %d named policies, written by the harness (`bench/policy.go`); `rules[%d]` allows `%s %s` on `%s` with the condition `%s`\n",
+				t.Label, cmpOrString(t.Version, "version unknown"), len(f.Rules), f.conditions(), len(f.Policies), policyAllowRule, benchMethod, benchPath, benchHost, policyAllowWhen)
 		case t.Name == targetFlask:
 			p("  - %s: %s; `/usr/bin/python3 app.py` (Flask development server, as the guide runs it); JWKS fetched from `%s` over TLS through the harness's CONNECT proxy %d time(s) in %d start(s)\n",
 				t.Label, cmpOrString(t.Version, "version unknown"), issuer+jwksPath, h.idp.tlsHits.Load(), h.starts[targetFlask])
@@ -339,7 +368,7 @@ func (h *harness) markdown(rep *report) string {
 	p("| against | mode | hits | misses |\n|---|---|--:|--:|\n")
 	for _, t := range h.order[1:] {
 		for _, mode := range []string{modeGRPC, modeHTTP} {
-			if (mode == modeGRPC && !t.GRPC) || (mode == modeHTTP && !t.HTTP) {
+			if (mode == modeGRPC && !t.GRPC) || (mode == modeHTTP && !t.HTTP) || t.Variant {
 				continue
 			}
 			cell := func(tc string) string {
@@ -356,10 +385,10 @@ func (h *harness) markdown(rep *report) string {
 		}
 	}
 
-	p("\n### Issue 5's targets (reported, not asserted)\n\n")
-	p("| target | measured | verdict |\n|---|---|---|\n")
+	p("\n### The issues' targets (reported, not asserted)\n\n")
+	p("| issue | target | measured | verdict |\n|--:|---|---|---|\n")
 	for _, g := range rep.Goals {
-		p("| %s | %s | %s |\n", g.Goal, g.Measured, g.Verdict)
+		p("| %d | %s | %s | %s |\n", g.Issue, g.Goal, g.Measured, g.Verdict)
 	}
 
 	if fill, ok := h.find(modeGRPC, targetOurs, caseFill, false); ok && fill.MemoryBefore != nil {
@@ -406,7 +435,7 @@ func (h *harness) notes(mode string) []string {
 			for i, v := range r.RunsRPS {
 				rates[i] = fmtInt(v)
 			}
-			out = append(out, fmt.Sprintf("- %s, %s: the median of %d runs, interleaved with the other's (req/s in the order run: %s)", label, r.Case, len(r.RunsRPS), strings.Join(rates, ", ")))
+			out = append(out, fmt.Sprintf("- %s, %s: the median of %d runs, interleaved with the others' (req/s in the order run: %s)", label, r.Case, len(r.RunsRPS), strings.Join(rates, ", ")))
 		}
 		if r.Errors > 0 {
 			out = append(out, fmt.Sprintf("- %s, %s: errors by kind: %v", label, r.Case, r.ErrorKinds))
@@ -419,6 +448,26 @@ func (h *harness) notes(mode string) []string {
 		}
 	}
 	return out
+}
+
+// coreLabels are the labels of the targets that ran -repeat times
+// (extauthz, its variants and the do-nothing server), in the order run.
+func (h *harness) coreLabels() []string {
+	var out []string
+	for _, t := range h.order {
+		if t.Skip == "" && !t.Peer {
+			out = append(out, t.Label)
+		}
+	}
+	return out
+}
+
+// joinAnd joins "a", "a and b", "a, b and c".
+func joinAnd(s []string) string {
+	if len(s) < 2 {
+		return strings.Join(s, "")
+	}
+	return strings.Join(s[:len(s)-1], ", ") + " and " + s[len(s)-1]
 }
 
 // fmtCPUPerReq is the target's CPU time per request.

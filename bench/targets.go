@@ -13,12 +13,14 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 )
 
 // The targets, by the names --targets takes.
 const (
 	targetOurs       = "extauthz"
+	targetPolicy     = "extauthz-policy"
 	targetNop        = "nop"
 	targetFlask      = "flask"
 	targetOPA        = "opa-envoy"
@@ -27,7 +29,7 @@ const (
 )
 
 // allTargets is the order of the tables.
-var allTargets = []string{targetOurs, targetNop, targetFlask, targetOPA, targetOathkeeper, targetOAuth2}
+var allTargets = []string{targetOurs, targetPolicy, targetNop, targetFlask, targetOPA, targetOathkeeper, targetOAuth2}
 
 // flaskPort is the guide's: app.run(port=5000).
 const flaskAddr = "127.0.0.1:5000"
@@ -49,7 +51,19 @@ type target struct {
 	Skip  string // why the target does not run ("" when it runs)
 	// AllowsAll marks the do-nothing server: its probe expects no denial.
 	AllowsAll bool
-	start     func(ctx context.Context, h *harness, extra []string) (*instance, error)
+	// Variant marks a configuration of extauthz (not a peer): it is run
+	// and reported like extauthz, and not in the ratios against peers.
+	Variant bool
+	// Denies are requests with the hit token that the probe expects
+	// denied with a 403 (gRPC PERMISSION_DENIED): what a policy refuses.
+	Denies []probeRequest
+	start  func(ctx context.Context, h *harness, extra []string) (*instance, error)
+}
+
+// probeRequest is a request the probe sends with the hit token.
+type probeRequest struct {
+	Method, Path, Host string
+	Why                string // for the error
 }
 
 // instance is a running target.
@@ -115,11 +129,31 @@ func ports(n int) ([]string, error) {
 // startOurs runs extauthz with its defaults, plus the loopback addresses and
 // the bench identity, in an empty directory (it reads ./.env).
 func startOurs(ctx context.Context, h *harness, extra []string) (*instance, error) {
-	addr, err := ports(3)
+	dir, err := h.runDir("extauthz")
 	if err != nil {
 		return nil, err
 	}
-	dir, err := h.runDir("extauthz")
+	return serveOurs(ctx, h, dir, extra)
+}
+
+// startPolicy runs extauthz as startOurs does, with --config naming the
+// policy config (bench/policy.go), written into its run directory.
+func startPolicy(ctx context.Context, h *harness, extra []string) (*instance, error) {
+	dir, err := h.runDir(targetPolicy)
+	if err != nil {
+		return nil, err
+	}
+	path, err := writePolicyConfig(dir)
+	if err != nil {
+		return nil, err
+	}
+	return serveOurs(ctx, h, dir, append([]string{"--config", path}, extra...))
+}
+
+// serveOurs starts extauthz in dir, with the loopback addresses, the bench
+// identity, -server-arg and extra.
+func serveOurs(ctx context.Context, h *harness, dir string, extra []string) (*instance, error) {
+	addr, err := ports(3)
 	if err != nil {
 		return nil, err
 	}
@@ -324,9 +358,10 @@ func writeFiles(dir string, files map[string]string) error {
 
 // probe checks that a started target decides as it should before it is
 // loaded: the hit token is allowed and a tampered token is denied, over
-// each protocol the run uses. A target that allows everything, or nothing,
-// is not measured.
-func (in *instance) probe(ctx context.Context, mode, good, bad string, allowsAll bool) error {
+// each protocol the run uses, and over gRPC each of denies, with the hit
+// token, is denied with PERMISSION_DENIED. A target that allows everything,
+// or nothing, is not measured.
+func (in *instance) probe(ctx context.Context, mode, good, bad string, allowsAll bool, denies []probeRequest) error {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	switch mode {
@@ -349,6 +384,15 @@ func (in *instance) probe(ctx context.Context, mode, good, bad string, allowsAll
 			}
 			if got := resp.GetStatus().GetCode() == 0; got != tc.allow {
 				return fmt.Errorf("probe Check: allowed %v, want %v (status %d)", got, tc.allow, resp.GetStatus().GetCode())
+			}
+		}
+		for _, d := range denies {
+			resp, err := c.Check(ctx, checkRequestFor(d.Method, d.Path, d.Host, "Bearer "+good))
+			if err != nil {
+				return fmt.Errorf("probe Check %s %s: %w", d.Method, d.Path, err)
+			}
+			if got := codes.Code(resp.GetStatus().GetCode()); got != codes.PermissionDenied {
+				return fmt.Errorf("probe Check %s %s on %s (%s): status %s, want %s", d.Method, d.Path, d.Host, d.Why, got, codes.PermissionDenied)
 			}
 		}
 	case modeHTTP:

@@ -110,8 +110,14 @@ func (s *Server) decide(ctx context.Context, r Request) (Decision, findings) {
 		return s.deny(PathTooLong, nil), f
 	}
 	if rt.deny {
-		// A deny rule denies every request, with a token or without.
-		return s.shadowed(s.deny(PolicyDenied, nil), rt, verified{}), f
+		// A deny rule denies every request, with a token or without; in
+		// shadow mode the request goes on anonymously, every claim header
+		// (and a client's copy or look-alike) removed as on any allow.
+		d := s.shadowed(s.deny(PolicyDenied, nil), rt, verified{})
+		if d.Allowed() {
+			d.Headers, d.Remove = s.claimHeadersFor(verified{}, r.HeaderNames, len(r.Authorization) > 0)
+		}
+		return d, f
 	}
 
 	// token, verify

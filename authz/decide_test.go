@@ -234,6 +234,13 @@ func TestShadow(t *testing.T) {
 		if d := w.srv.Decide(t.Context(), Request{Path: "/new/%2e%2e/admin", Authorization: bearer(valid)}); d.Allowed() {
 			t.Errorf("a path reaching an enforced rule through dot segments was let through (%q)", d.Reason)
 		}
+		// A shadowed deny rule lets the request on anonymously: the
+		// client's copy of a claim header is removed as on any allow.
+		sw := newWorld(t, func(c *Config) { c.Rules = []Rule{{Path: "/internal", Deny: true, Shadow: true}} })
+		sd := sw.srv.Decide(t.Context(), Request{Path: "/internal", Authorization: bearer(valid), HeaderNames: []string{"x-jwt-sub", "x_jwt_sub"}})
+		if !sd.Allowed() || sd.Reason != PolicyDenied || len(sd.Headers) != 0 || !slices.Contains(sd.Remove, "x-jwt-sub") || !slices.Contains(sd.Remove, "x_jwt_sub") {
+			t.Errorf("shadowed deny rule: %+v", sd)
+		}
 		res := CheckResponse(w.srv.Decide(t.Context(), Request{Path: "/new", Authorization: bearer(valid)}))
 		if res.GetOkResponse() == nil {
 			t.Errorf("shadow allow over gRPC: %v", res)

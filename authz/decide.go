@@ -134,7 +134,7 @@ func (s *Server) decide(ctx context.Context, r Request) (Decision, findings) {
 		if tr != nil {
 			s.traceVerify(tr, tok.token, f.v)
 		}
-		if f.v.reason == Allowed && !s.acceptsSource(f.v.provider, tok.source) {
+		if f.v.reason == Allowed && !s.acceptsSource(f.v.issuer, tok.source) {
 			// The token's provider (named by its iss) does not take
 			// tokens from where this one was found.
 			f.v = verified{reason: MissingToken, provider: f.v.provider,

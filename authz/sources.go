@@ -191,16 +191,12 @@ func (s *Server) readSource(src TokenSource, values []string) (string, Reason) {
 	return v, ""
 }
 
-// acceptsSource reports whether the provider named name takes tokens from
+// acceptsSource reports whether the provider of issuer takes tokens from
 // the server's location i.
-func (s *Server) acceptsSource(name string, i int) bool {
+func (s *Server) acceptsSource(issuer string, i int) bool {
 	if s.defaultSources {
 		return true
 	}
-	for _, p := range s.providers {
-		if p.name == name {
-			return slices.Contains(p.sources, i)
-		}
-	}
-	return false
+	p := s.providers[issuer]
+	return p != nil && slices.Contains(p.sources, i)
 }

@@ -68,6 +68,16 @@ func TestTokenSources(t *testing.T) {
 			}
 		})
 	}
+	// Two providers with the same name (two realms of one host): the
+	// location is checked against the token's own provider, by issuer.
+	same := newWorld(t, func(c *Config) {
+		c.Providers[0].Name, c.Providers[1].Name = "host", "host"
+		c.Providers[0].TokenSources = []TokenSource{{Cookie: "access_token"}}
+		c.Providers[1].TokenSources = []TokenSource{{Header: "authorization", Prefix: "Bearer "}}
+	})
+	if got := same.srv.Decide(t.Context(), Request{Path: "/protected", Headers: map[string]string{"cookie": "access_token=" + ofB}}); got.Reason != MissingToken {
+		t.Errorf("b's token in a's cookie, both named host: %q, want missing_token", got.Reason)
+	}
 	// The default (Authorization: Bearer only) never reads a cookie.
 	d := newWorld(t, nil)
 	if got := d.srv.Decide(t.Context(), Request{Path: "/protected", Headers: map[string]string{"cookie": "access_token=" + valid}}); got.Reason != MissingToken {

@@ -23,6 +23,7 @@ import (
 type verified struct {
 	reason   Reason // Allowed when the token verified
 	provider string
+	issuer   string // the provider's issuer (names may repeat; issuers do not)
 	claims   jwt.MapClaims
 	payload  string // base64url payload segment as in the token
 	kid      string // for logs
@@ -91,7 +92,7 @@ func (s *Server) verifyToken(ctx context.Context, raw string) (v verified, keys 
 			return nil, errAlgorithm
 		}
 		prov = p
-		v.provider = p.name
+		v.provider, v.issuer = p.name, p.issuer
 		if vk, ok := p.keys.(versionedKeys); ok {
 			// Read before the lookup: a set replaced meanwhile makes the
 			// entry re-check its kid, never the reverse.

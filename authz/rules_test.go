@@ -341,3 +341,45 @@ func TestPolicyConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestTakeOverKeepsClaimsForRules: a reload that adds the first rule reading
+// claims does not take over entries verified without them (the condition
+// would see no claims on a cache hit); one that keeps such rules does.
+func TestTakeOverKeepsClaimsForRules(t *testing.T) {
+	k := testKeys()
+	keysA := &versionedFake{fakeKeys: newFakeKeys(kidA, &k.keyA.PublicKey)}
+	keysB := newFakeKeys(kidB, &k.keyB.PublicKey)
+	build := func(prev *Server, when string) *Server {
+		cfg := baseConfig(keysA, keysB)
+		cfg.Rules = []Rule{{Path: "/tenant", When: when}}
+		cfg.Previous = prev
+		s, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	r := Request{Path: "/tenant", Host: "api.example.com", Authorization: bearer(mint(t, tokenSpec{}))}
+	first := build(nil, "")
+	if d := first.Decide(t.Context(), r); d.Reason != Allowed {
+		t.Fatal(d.Reason)
+	}
+	cel := `claims.sub == "` + subject + `"`
+	if same := build(first, ""); !same.SharesTokenCache(first) {
+		t.Fatalf("a reload changing nothing dropped the cache")
+	}
+	next := build(first, cel)
+	if next.SharesTokenCache(first) {
+		t.Errorf("the first claims-reading rule took over a cache without claims")
+	}
+	if d := next.Decide(t.Context(), r); d.Reason != Allowed {
+		t.Errorf("after the reload: %q, want allowed", d.Reason)
+	}
+	again := build(next, cel)
+	if !again.SharesTokenCache(next) {
+		t.Errorf("a reload keeping the claims-reading rules dropped the cache")
+	}
+	if d := again.Decide(t.Context(), r); d.Reason != Allowed || again.CacheStats().Hits == 0 {
+		t.Errorf("from the taken-over cache: %q (%+v), want allowed from a hit", d.Reason, again.CacheStats())
+	}
+}

@@ -231,12 +231,15 @@ func New(cfg Config) (*Server, error) {
 		}
 	}
 	s.skew = skew
+	// Rules may change without emptying the token cache, but entries keep
+	// the claims only when some rule read them: a configuration whose rules
+	// start reading claims needs fresh entries.
 	if cfg.TokenCacheSize >= 0 {
 		size := cfg.TokenCacheSize
 		if size == 0 {
 			size = DefaultTokenCacheSize
 		}
-		if p := cfg.Previous; p != nil && p.cache != nil && p.cache.size == size && takesOver(cfg, p) {
+		if p := cfg.Previous; p != nil && p.cache != nil && p.cache.size == size && takesOver(cfg, p) && (p.rules.needsClaims || !s.rules.needsClaims) {
 			s.cache = p.cache
 		} else {
 			s.cache = newTokenCache(size, s.now)

@@ -297,7 +297,17 @@ rules:
     public: true
   - path: /admin
     scopes: [admin]
-`, hydraIssuer, audience) + serverTimings
+clock_skew: %s
+shutdown_grace: 1s
+log_level: info
+# Hydra asks for its key set to be polled as often as allowed
+# (Cache-Control: no-cache): the server does so every 10s, the default, and
+# a rotation must still be seen at the new key's first token. The wait for
+# that fetch is longer than the default 100ms, so that a slow machine
+# cannot make the first check miss it.
+jwks_min_refresh_interval: 10s
+jwks_unknown_kid_wait: 3s
+`, hydraIssuer, audience, clockSkew)
 	grpcAddr, _ := startAuthz(ctx, t, filepath.Join(dir, "extauthz"), conf)
 
 	// The Envoy stand-in in front of the demo backend, through the tap.
@@ -390,34 +400,17 @@ rules:
 	}
 	// Hydra signs with the new key the moment it exists (no publish delay)
 	// and answers its key set with Cache-Control: no-cache, so the server
-	// refreshes it every jwks_min_refresh_interval (clamped): the unknown
-	// kid then almost always arrives less than that interval after the
-	// last scheduled fetch, and its own refresh is rate limited. The new
-	// key is in force by the next scheduled fetch, within the interval
-	// (+10% jitter); until then the token is refused as an unknown key,
-	// never allowed by anything else.
+	// polls it every jwks_min_refresh_interval (10s here). The new kid's
+	// first token still refreshes the set at once: a poll made while no
+	// unknown kid was asked for does not count against the unknown-kid
+	// rate limit. So the very first check of the new key's token allows.
 	rotated := time.Now()
-	var first, last reply
-	var seenNew http.Header
-	for attempt := 0; ; attempt++ {
-		last, seenNew = call("/protected", newTok)
-		if attempt == 0 {
-			first = last
-		}
-		if last.status == http.StatusOK {
-			break
-		}
-		if last.status != http.StatusUnauthorized || !strings.Contains(string(last.body), "Unable to find matching public key") {
-			t.Fatalf("new key's token on /protected = %d %s, want 200 or 401 unknown key", last.status, snippet(last.body))
-		}
-		if time.Since(rotated) > 2*minRefresh+time.Second {
-			t.Fatalf("new key's token still refused %v after the rotation (jwks_min_refresh_interval %v): %s",
-				time.Since(rotated).Round(time.Millisecond), minRefresh, snippet(last.body))
-		}
-		time.Sleep(50 * time.Millisecond)
+	first, seenNew := call("/protected", newTok)
+	if first.status != http.StatusOK {
+		t.Fatalf("new key's first token on /protected = %d %s %v after it was issued, want 200 at once (unknown kid: one fetch)",
+			first.status, snippet(first.body), time.Since(rotated).Round(time.Millisecond))
 	}
-	t.Logf("new key's token: first check %d %s; allowed %v after the new token was issued",
-		first.status, snippet(first.body), time.Since(rotated).Round(time.Millisecond))
+	t.Logf("new key's first token allowed %v after it was issued", time.Since(rotated).Round(time.Millisecond))
 	wantSub("new key's token on /protected", seenNew)
 	expect("new key's token", "/admin", newTok, http.StatusOK)
 

@@ -68,10 +68,12 @@ type Config struct {
 	// started together do not fetch in step, and never sooner than
 	// MinRefreshInterval. Defaults to [DefaultRefreshInterval] (15m).
 	RefreshInterval time.Duration
-	// MinRefreshInterval is the least time between the start of a fetch and
-	// one triggered by an unknown kid, the first retry delay after a failed
-	// fetch, and the least time between scheduled refreshes. Defaults to
-	// [DefaultMinRefreshInterval] (10s).
+	// MinRefreshInterval is the least time between two fetches triggered by
+	// unknown kids (a scheduled fetch made while unknown kids are being
+	// looked up counts as one; one made before does not, so that a poll just
+	// before a key rotation never holds back the new key), the first retry
+	// delay after a failed fetch, and the least time between scheduled
+	// refreshes. Defaults to [DefaultMinRefreshInterval] (10s).
 	MinRefreshInterval time.Duration
 	// FetchTimeout bounds one fetch, connection to last byte. Defaults to
 	// [DefaultFetchTimeout] (5s).
@@ -236,8 +238,12 @@ type Cache struct {
 	discDoc []byte     // its raw bytes, kept for the disk cache
 	body    []byte     // the raw key set in force, kept for the disk cache
 
-	mu          sync.Mutex
-	lastFetch   time.Time  // start of the latest fetch
+	mu sync.Mutex
+	// lastUnknown is the start of the latest fetch that counts against the
+	// unknown-kid rate limit: one an unknown kid asked for, or a scheduled
+	// one made while unknown kids were being asked for (lastAsked).
+	lastUnknown time.Time
+	lastAsked   time.Time  // the latest lookup of an unknown kid
 	inflight    *fetchCall // the fetch in progress or requested, if any
 	lastOK      time.Time
 	lastErr     error
@@ -459,19 +465,20 @@ func (c *Cache) refreshUnknown(ctx context.Context) error {
 	call := c.inflight
 	if call == nil {
 		now := c.cfg.Now()
+		c.lastAsked = now
 		if now.Before(c.notBefore) {
 			c.mu.Unlock()
 			return errRetryAfter
 		}
-		if now.Sub(c.lastFetch) < c.cfg.MinRefreshInterval {
+		if now.Sub(c.lastUnknown) < c.cfg.MinRefreshInterval {
 			c.mu.Unlock()
 			return errRateLimited
 		}
 		call = &fetchCall{done: make(chan struct{})}
 		c.inflight = call
-		// lastFetch is set here too, so that a flood of unknown kids arriving
-		// before Run starts the fetch still asks for one fetch only.
-		c.lastFetch = c.cfg.Now()
+		// lastUnknown is set here, not when Run starts the fetch, so that a
+		// flood of unknown kids arriving before then asks for one fetch only.
+		c.lastUnknown = now
 		select {
 		case c.kick <- struct{}{}:
 		default:
@@ -584,7 +591,13 @@ func (c *Cache) refresh(ctx context.Context, scheduled bool) outcome {
 	if c.inflight == nil {
 		c.inflight = &fetchCall{done: make(chan struct{})}
 	}
-	c.lastFetch = c.cfg.Now()
+	// A scheduled refresh spends the unknown-kid budget only while unknown
+	// kids are being asked for (a flood, or a rotation already under way):
+	// a poll made before a rotation must not hold back the new key's first
+	// tokens, and a flood still gets one fetch a MinRefreshInterval.
+	if now := c.cfg.Now(); scheduled && now.Sub(c.lastAsked) < c.cfg.MinRefreshInterval {
+		c.lastUnknown = now
+	}
 	c.mu.Unlock()
 
 	var (

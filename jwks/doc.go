@@ -15,8 +15,11 @@
 //     never logs anybody out, while a key the provider withdrew stops working
 //     at the next successful refresh;
 //   - an unknown kid triggers at most one refresh per
-//     [Config.MinRefreshInterval]; a lookup never waits on the rate limit, only
-//     (for at most [Config.UnknownKIDWait]) on the one shared in-flight fetch;
+//     [Config.MinRefreshInterval] (a scheduled refresh made while unknown kids
+//     are being looked up counts as one; one made before does not, so a poll
+//     just before a key rotation never holds back the new key); a lookup
+//     never waits on the rate limit, only (for at most [Config.UnknownKIDWait])
+//     on the one shared in-flight fetch;
 //   - readiness: [Cache.Ready] reports whether a key set was ever loaded.
 //
 // The key set is fetched as an HTTP resource: a response's Cache-Control

@@ -284,9 +284,14 @@ func TestRefreshIntervalDropsKey(t *testing.T) {
 		if err := verify(t.Context(), c, t1); err != nil {
 			t.Errorf("verify k1 after the refresh: got %v, want nil", err)
 		}
-		// The k0 miss came right after the scheduled fetch, so it was rate
-		// limited: two fetches in all.
-		if got, want := idp.times(), secs(0, 60); !slices.Equal(got, want) {
+		// The k0 miss came right after the scheduled fetch, made while no
+		// unknown kid was asked for, so it fetched once more (a poll just
+		// before a rotation must not hold back the new key's first tokens);
+		// the next miss is rate limited: three fetches in all.
+		if err := verify(t.Context(), c, t0); !errors.Is(err, jwks.ErrKeyNotFound) {
+			t.Errorf("verify k0 again: got %v, want %v", err, jwks.ErrKeyNotFound)
+		}
+		if got, want := idp.times(), secs(0, 60, 60); !slices.Equal(got, want) {
 			t.Errorf("fetch times: got %v, want %v", got, want)
 		}
 	})
@@ -315,11 +320,79 @@ func TestUnknownKIDRateLimitOverTime(t *testing.T) {
 				t.Fatalf("verify k1 at %v waited %v, want 0", start.Sub(idp.start), d)
 			}
 		}
+		// The first lookup, 50ms after the first fetch, fetches: that fetch
+		// was made before any unknown kid was asked for. Then one a second.
 		got := idp.times()
-		want := secs(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
+		want := []time.Duration{0}
+		for i := range 10 {
+			want = append(want, time.Duration(i)*time.Second+50*time.Millisecond)
+		}
 		if !slices.Equal(got, want) {
 			t.Errorf("fetch times: got %v, want %v", got, want)
 		}
+	})
+}
+
+// TestUnknownKIDWithPolling pins the unknown-kid budget against a provider
+// that asks to be polled as often as allowed (Cache-Control: no-cache, as Ory
+// Hydra sends): a poll made just before a key rotation does not hold back the
+// new key's first token, and under a flood the polls count against the budget,
+// so fetches stay one per MinRefreshInterval (plus the first).
+func TestUnknownKIDWithPolling(t *testing.T) {
+	before, after := rsaSet(t, 0), rsaSet(t, 0, 1)
+	t1, bogus := mint(t, key(1), "k1"), mint(t, key(2), "made-up")
+	noCache := hdr("Cache-Control", "no-cache")
+	t.Run("rotation", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			var rotated atomic.Bool
+			idp := newFakeIdP(func(r *http.Request, _ int) (*http.Response, error) {
+				if rotated.Load() {
+					return respondH(r, 200, after, noCache)
+				}
+				return respondH(r, 200, before, noCache)
+			})
+			c, stop := runInBubble(t, idp, jwks.Config{MinRefreshInterval: time.Second, RefreshInterval: time.Hour})
+			defer stop()
+			time.Sleep(3500 * time.Millisecond) // polls at 0, 1, 2, 3s
+			rotated.Store(true)
+			time.Sleep(100 * time.Millisecond)
+			if err := verify(t.Context(), c, t1); err != nil {
+				t.Errorf("verify k1 600ms after a poll, 100ms after the rotation: got %v, want nil", err)
+			}
+			time.Sleep(1500 * time.Millisecond)
+			// The unknown kid's fetch at 3.6s moved the next poll to 4.6s.
+			if got, want := idp.times(), secs(0, 1, 2, 3, 3.6, 4.6); !slices.Equal(got, want) {
+				t.Errorf("fetch times: got %v, want %v", got, want)
+			}
+		})
+	})
+	t.Run("flood", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			idp := newFakeIdP(func(r *http.Request, _ int) (*http.Response, error) { return respondH(r, 200, before, noCache) })
+			c, stop := runInBubble(t, idp, jwks.Config{MinRefreshInterval: time.Second, RefreshInterval: time.Hour})
+			defer stop()
+			synctest.Wait()
+			for range 143 { // 10s, off the polls' beat
+				time.Sleep(70 * time.Millisecond)
+				if err := verify(t.Context(), c, bogus); !errors.Is(err, jwks.ErrKeyNotFound) {
+					t.Fatalf("verify a made-up kid: got %v, want %v", err, jwks.ErrKeyNotFound)
+				}
+			}
+			got := idp.times()
+			// 0s: the first fetch; 70ms: the first unknown kid's; then the
+			// polls and the flood share one fetch a second.
+			if len(got) < 2 || got[1] != 70*time.Millisecond {
+				t.Fatalf("fetch times: got %v, want 0s, 70ms, then one a second", got)
+			}
+			for i := 2; i < len(got); i++ {
+				if d := got[i] - got[i-1]; d < time.Second {
+					t.Errorf("fetches %d and %d %v apart, want at least 1s: %v", i-1, i, d, got)
+				}
+			}
+			if len(got) > 11 {
+				t.Errorf("%d fetches in 10s, want at most 11: %v", len(got), got)
+			}
+		})
 	})
 }
 

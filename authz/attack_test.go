@@ -222,7 +222,11 @@ func TestAttackBearerScheme(t *testing.T) {
 		{name: "percent-encoded space", auth: "Bearer%20" + valid, want: MissingToken},
 		{name: "other scheme Token", auth: "Token " + valid, want: MissingToken},
 		{name: "other scheme JWT", auth: "JWT " + valid, want: MissingToken},
-		{name: "other scheme DPoP", auth: "DPoP " + valid, want: MissingToken},
+		// The DPoP scheme is read (RFC 9449 §7.1): a plain token with it
+		// is refused, never taken as a bearer token.
+		{name: "DPoP scheme, plain token", auth: "DPoP " + valid, want: DPoPBindingMismatch},
+		{name: "DPoP scheme, lower case", auth: "dpop " + valid, want: DPoPBindingMismatch},
+		{name: "DPoP scheme, Cyrillic o", auth: "DPоP " + valid, want: MissingToken},
 		{name: "Bearer twice", auth: "Bearer Bearer " + valid, want: InvalidRequest},
 		{name: "two tokens, comma", auth: "Bearer " + valid + ", " + valid, want: InvalidRequest},
 		{name: "two tokens, two schemes", auth: "Bearer " + valid + ", Bearer " + valid, want: InvalidRequest},

@@ -189,18 +189,23 @@ func (c *tokenCache) put(key [sha256.Size]byte, v verified, keys versionedKeys, 
 
 // cacheInputs is cfg without what a cached verification cannot depend on:
 // the rules (evaluated on every request), the forward-auth source, the
-// realm and the token bound (read before the cache), and the plumbing. Every
+// realm and the token bound (read before the cache), the sender constraints
+// (applied after it), and the plumbing. Every
 // other field, one added later included, must be equal for a Server to take
 // over its predecessor's token cache: a field forgotten here costs a cache
 // warm-up on reload, never a stale result.
 func cacheInputs(cfg Config) Config {
 	cfg.Rules, cfg.ForwardAuthSource, cfg.Realm, cfg.MaxTokenBytes = nil, "", "", 0
 	cfg.Logger, cfg.Observer, cfg.Now, cfg.Previous = nil, nil, nil, nil
+	// The bind stage reads a cached token's cnf, whatever the constraint,
+	// on every request.
+	cfg.DPoPReplayCacheSize = 0
 	// Order carries no meaning in these lists: compared as sets.
 	cfg.Providers = slices.Clone(cfg.Providers)
 	for i := range cfg.Providers {
 		p := &cfg.Providers[i]
 		p.Keys = nil // compared by identity in takesOver
+		p.SenderConstraint, p.DPoP, p.ClientCertFrom, p.ClientCertHeader = "", DPoP{}, "", ""
 		p.Audiences = slices.Sorted(slices.Values(p.Audiences))
 	}
 	slices.SortFunc(cfg.Providers, func(a, b Provider) int { return strings.Compare(a.Issuer, b.Issuer) })

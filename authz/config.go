@@ -42,12 +42,73 @@ type Provider struct {
 	// provider's locations; a token found in one its provider (named by
 	// iss) does not list is refused.
 	TokenSources []TokenSource
+	// SenderConstraint says what the provider's sender-constrained tokens
+	// (a cnf claim: RFC 9449 DPoP's jkt, RFC 8705's x5t#S256) must prove:
+	// [SenderOptional] (the default), [SenderRequired] or [SenderOff].
+	SenderConstraint string
+	// DPoP configures the proofs of DPoP-bound tokens.
+	DPoP DPoP
+	// ClientCertFrom says where a certificate-bound token's client
+	// certificate comes from: [CertFromPeer] (the default: Envoy's
+	// attributes.source.certificate, with include_peer_certificate) or
+	// [CertFromXFCC] (the edge's element of x-forwarded-client-cert, for an
+	// edge that sanitizes it). ClientCertHeader, when set, names a header
+	// the front sets to the URL-encoded PEM instead (nginx's
+	// $ssl_client_escaped_cert), for either transport.
+	ClientCertFrom   string
+	ClientCertHeader string
 	// ForwardToken keeps the Authorization header on allow. By default it
 	// is removed before the upstream (headers_to_remove, and
 	// X-Envoy-Auth-Headers-To-Remove in HTTP mode), as Envoy's jwt_authn
 	// and Istio do: a backend that reads the claim headers never holds a
 	// replayable credential.
 	ForwardToken bool
+}
+
+// The sender constraints of a provider (Provider.SenderConstraint).
+const (
+	// SenderOptional enforces the binding a token carries (cnf.jkt: a
+	// DPoP proof by that key; cnf["x5t#S256"]: that client certificate)
+	// and accepts plain bearer tokens. The default.
+	SenderOptional = "optional"
+	// SenderRequired also refuses plain bearer tokens.
+	SenderRequired = "required"
+	// SenderOff never reads cnf: a bound token is taken as a bearer token.
+	// Unsafe: a stolen bound token works for whoever holds it.
+	SenderOff = "off"
+)
+
+// The sources of a certificate-bound token's client certificate
+// (Provider.ClientCertFrom).
+const (
+	// CertFromPeer: attributes.source.certificate of the CheckRequest
+	// (Envoy's include_peer_certificate). The default.
+	CertFromPeer = "peer"
+	// CertFromXFCC: the Hash of the first element of
+	// x-forwarded-client-cert, set by the edge proxy.
+	CertFromXFCC = "xfcc"
+)
+
+// DPoP configures a provider's DPoP proofs (RFC 9449).
+type DPoP struct {
+	// Algorithms are the accepted proof algorithms; asymmetric only.
+	// Defaults to dpop.DefaultAlgorithms (ES256, RS256, PS256, EdDSA).
+	Algorithms []string
+	// MaxAge and MaxAhead bound a proof's iat on the server's clock, not
+	// widened by the clock skew. Default 60s and 5s.
+	MaxAge, MaxAhead time.Duration
+	// Nonce requires server-provided nonces (RFC 9449 §8): a proof without
+	// a current one is answered 401 use_dpop_nonce with a fresh
+	// DPoP-Nonce, and every DPoP request's answer carries one.
+	Nonce bool
+	// NonceKey keys the stateless nonces (at least 32 bytes; give every
+	// replica the same one). Empty: the Server this one replaces' key, or a
+	// random one.
+	NonceKey []byte
+	// PublicBaseURL pins the scheme and host of the URI a proof's htu must
+	// name ("https://api.example.com"); empty: the request's own, as the
+	// proxy reports them.
+	PublicBaseURL string
 }
 
 // Rule says what a path needs, and a named policy what its routes need: the
@@ -70,6 +131,9 @@ const (
 	DefaultMaxTokenBytes = 8 << 10
 	// DefaultRealm is the realm of the WWW-Authenticate challenge.
 	DefaultRealm = "extauthz"
+	// DefaultDPoPReplayCacheSize bounds the DPoP proofs remembered per
+	// window (about 40 bytes each, two windows at most).
+	DefaultDPoPReplayCacheSize = 1 << 20
 )
 
 // CheckRealm reports a realm that cannot stand in a quoted challenge
@@ -137,6 +201,11 @@ type Config struct {
 	// "https://example.com/roles" are common); otherwise dots descend into
 	// nested objects. Defaults to [DefaultClaimHeaders]().
 	ClaimHeaders map[string]string
+	// DPoPReplayCacheSize bounds the DPoP proofs the server remembers
+	// within the longest proof window of its providers; a proof beyond it is
+	// refused, never another forgotten. Defaults to
+	// [DefaultDPoPReplayCacheSize].
+	DPoPReplayCacheSize int
 	// ClockSkew is the leeway for exp, nbf and iat. Defaults to 60s, as
 	// Envoy's jwt_authn. A negative value means none.
 	ClockSkew time.Duration

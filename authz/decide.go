@@ -31,6 +31,9 @@ const (
 	// StageVerify: the token's provider, signature and claims, or the
 	// cached result of an earlier verification.
 	StageVerify Stage = "verify"
+	// StageBind: the verified token's sender constraint: a DPoP proof by
+	// the key its cnf.jkt names, the client certificate its cnf names.
+	StageBind Stage = "bind"
 	// StageAuthorize: what the route asks of the verified token (scopes).
 	StageAuthorize Stage = "authorize"
 	// StageRender: the claim headers to set upstream and the ones to remove.
@@ -71,6 +74,7 @@ func (s *Server) recovered(ctx context.Context, where string, p any, r Request, 
 // findings are what the stages found, for the record.
 type findings struct {
 	v    verified
+	bind binding
 	rule string // the path of the rule that decided, "" for none
 }
 
@@ -140,6 +144,16 @@ func (s *Server) decide(ctx context.Context, r Request) (Decision, findings) {
 			f.v = verified{reason: MissingToken, provider: f.v.provider,
 				err: fmt.Errorf("a token in %s, which provider %s does not accept", s.sources[tok.source], f.v.provider)}
 		}
+		// bind
+		if f.v.reason == Allowed {
+			f.bind = s.bind(r, tok, &f.v)
+			if tr != nil {
+				s.traceBind(tr, tok, f.v, f.bind)
+			}
+			if f.bind.reason != "" {
+				f.v.reason, f.v.err = f.bind.reason, f.bind.err
+			}
+		}
 	} else {
 		f.v.reason = reason
 	}
@@ -155,6 +169,8 @@ func (s *Server) decide(ctx context.Context, r Request) (Decision, findings) {
 		// Public: an absent or bad token is ignored, and the request goes
 		// on anonymously, with every claim header removed.
 		d = Decision{Reason: Public}
+	case f.bind.reason != "":
+		d = s.bindDenial(f.bind)
 	default:
 		d = s.deny(f.v.reason, rt.scopes)
 	}
@@ -175,6 +191,9 @@ func (s *Server) decide(ctx context.Context, r Request) (Decision, findings) {
 		}
 		d.Headers, d.Remove = s.claimHeadersFor(v, r.HeaderNames, len(r.Authorization) > 0)
 		d.Metadata = v.metadata
+		if v.reason == Allowed && f.bind.nonce != "" {
+			d.ResponseHeaders = []Header{{Name: "dpop-nonce", Value: f.bind.nonce}}
+		}
 		if reason == "" && !s.defaultSources && s.sources[tok.source].Query != "" {
 			d.RemoveQuery = []string{s.sources[tok.source].Query} // never to the upstream
 		}

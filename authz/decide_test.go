@@ -86,9 +86,9 @@ func TestDecideTrace(t *testing.T) {
 		stages []Stage
 	}{
 		{name: "allowed", r: Request{Path: "/protected", Authorization: bearer(valid)},
-			stages: []Stage{StageRoute, StageToken, StageVerify, StageAuthorize, StageRender}},
+			stages: []Stage{StageRoute, StageToken, StageVerify, StageBind, StageAuthorize, StageRender}},
 		{name: "missing token", r: Request{Path: "/protected"}, stages: []Stage{StageRoute, StageToken, StageAuthorize}},
-		{name: "scope", r: Request{Path: "/admin", Authorization: bearer(valid)}, stages: []Stage{StageRoute, StageToken, StageVerify, StageAuthorize}},
+		{name: "scope", r: Request{Path: "/admin", Authorization: bearer(valid)}, stages: []Stage{StageRoute, StageToken, StageVerify, StageBind, StageAuthorize}},
 		{name: "public", r: Request{Path: "/public"}, stages: []Stage{StageRoute, StageToken, StageAuthorize, StageRender}},
 		{name: "no path", r: Request{}, stages: []Stage{StageRequest}},
 	}

@@ -38,6 +38,12 @@ type Request struct {
 	// attributes.source: its address, and its identity as the mesh proves
 	// it, Istio's SPIFFE ID), for conditions.
 	SourceAddress, SourcePrincipal string
+	// DPoP holds every DPoP header value (RFC 9449 proofs).
+	DPoP []string
+	// Certificate is the client certificate presented to the proxy, as
+	// Envoy's attributes.source.certificate gives it (URL-encoded PEM), for
+	// certificate-bound tokens; "" when none.
+	Certificate string
 	// Trace, when not nil, collects what each stage of the decision found
 	// (for explaining it); nil costs nothing.
 	Trace *Trace
@@ -67,6 +73,9 @@ type Decision struct {
 	// RemoveQuery are query parameters to remove upstream (a token read
 	// from the query), over gRPC.
 	RemoveQuery []string
+	// ResponseHeaders are headers for the client's response, on allow and
+	// on deny (a fresh DPoP-Nonce), with lower-case names.
+	ResponseHeaders []Header
 	// On deny: the RFC 6750 challenge ("" for none) and the JSON body.
 	WWWAuthenticate string
 	Body            string

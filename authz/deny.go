@@ -22,8 +22,13 @@ func (s *Server) denyWith(r Reason, message string, scopes []string) Decision {
 	body, _ := json.Marshal(map[string]string{"error": message})
 	d.Body = string(body)
 	switch {
-	case o.status == 401 && o.bearer == "":
+	case o.status == 401 && o.bearer == "" && o.dpop == "":
 		d.WWWAuthenticate = fmt.Sprintf(`Bearer realm="%s"`, s.realm)
+		if r == MissingToken && s.requiredChallenge != "" {
+			// Some provider takes only bound tokens: say DPoP is spoken
+			// (RFC 9449 §7.1).
+			d.WWWAuthenticate += ", " + s.requiredChallenge
+		}
 	case o.bearer == "insufficient_scope" && r != InsufficientScope:
 		// A policy's denial: no scope would help, so none is named.
 		d.WWWAuthenticate = fmt.Sprintf(`Bearer realm="%s", error="insufficient_scope"`, s.realm)

@@ -20,6 +20,9 @@
 //   - a client can never get its own value of a claim header to the upstream:
 //     a header that is set overwrites, one that is not set is removed, and
 //     look-alike spellings (x_jwt_sub for x-jwt-sub) are removed too;
+//   - a sender-constrained token (cnf.jkt, cnf["x5t#S256"]) is accepted only
+//     with a fresh DPoP proof by that key, or with that client certificate,
+//     on every request, cached or not; never as a bearer token;
 //   - tokens are never logged.
 //
 // The package carries no API stability promise.

@@ -169,3 +169,29 @@ func (s *Server) traceVerify(tr *Trace, raw string, v verified) {
 		"aud %q; the provider accepts %q", []string(aud), p.audiences)
 	tr.add(StageVerify, "result", v.reason == Allowed, "%s", v.reason)
 }
+
+// traceBind records what the bind stage found of a verified token.
+func (s *Server) traceBind(tr *Trace, tok found, v verified, b binding) {
+	scheme := "Bearer"
+	if tok.dpop {
+		scheme = "DPoP"
+	}
+	what := "a bearer token (no cnf)"
+	switch {
+	case v.jkt != "" && v.x5t != "":
+		what = "bound to a DPoP key (cnf.jkt) and a client certificate (cnf x5t#S256)"
+	case v.jkt != "":
+		what = "bound to a DPoP key (cnf.jkt " + v.jkt + ")"
+	case v.x5t != "":
+		what = "bound to a client certificate (cnf x5t#S256 " + v.x5t + ")"
+	}
+	constraint := ""
+	if b.p != nil {
+		constraint = b.p.sender.constraint
+	}
+	if b.reason != "" {
+		tr.add(StageBind, "sender", false, "%s, presented with the %s scheme, sender_constraint %s: %s (%v)", what, scheme, constraint, b.reason, b.err)
+		return
+	}
+	tr.add(StageBind, "sender", true, "%s, presented with the %s scheme, sender_constraint %s", what, scheme, constraint)
+}

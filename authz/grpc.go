@@ -35,6 +35,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 		ContextExtensions: attrs.GetContextExtensions(),
 		SourceAddress:     attrs.GetSource().GetAddress().GetSocketAddress().GetAddress(),
 		SourcePrincipal:   attrs.GetSource().GetPrincipal(),
+		Certificate:       attrs.GetSource().GetCertificate(),
 	}
 	if hs := h.GetHeaders(); len(hs) > 0 {
 		r.Headers = hs // lower-case names, as Envoy sends them
@@ -45,6 +46,9 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 				r.Authorization = append(r.Authorization, v)
 			}
 		}
+		if p, ok := hs["dpop"]; ok {
+			r.DPoP = []string{p} // repeats joined with ",": refused
+		}
 		if r.Path == "" {
 			r.Path = hs[":path"]
 		}
@@ -53,7 +57,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 		}
 	} else if hm := h.GetHeaderMap(); hm != nil {
 		// Envoy sends header_map instead of headers with encode_raw_headers.
-		if s.rules.needsClaims || !s.defaultSources {
+		if s.rules.needsClaims || !s.defaultSources || s.bindHeaders {
 			r.Headers = make(map[string]string, len(hm.GetHeaders()))
 		}
 		for _, hv := range hm.GetHeaders() {
@@ -71,6 +75,9 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 			r.HeaderNames = append(r.HeaderNames, k)
 			if k == "authorization" {
 				r.Authorization = append(r.Authorization, v)
+			}
+			if k == "dpop" {
+				r.DPoP = append(r.DPoP, v)
 			}
 			if k == ":path" && r.Path == "" {
 				r.Path = v
@@ -131,6 +138,12 @@ func CheckResponse(d Decision) *authv3.CheckResponse {
 		a.resp.Status = &a.status // code 0: OK
 		a.resp.HttpResponse = &a.oneof
 		a.resp.DynamicMetadata = d.Metadata
+		for _, h := range d.ResponseHeaders {
+			a.ok.ResponseHeadersToAdd = append(a.ok.ResponseHeadersToAdd, &corev3.HeaderValueOption{
+				Header:       &corev3.HeaderValue{Key: h.Name, Value: h.Value},
+				AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+			})
+		}
 		return &a.resp
 	}
 	denied := &authv3.DeniedHttpResponse{
@@ -150,6 +163,12 @@ func CheckResponse(d Decision) *authv3.CheckResponse {
 	if d.WWWAuthenticate != "" {
 		denied.Headers = append(denied.Headers, &corev3.HeaderValueOption{
 			Header:       &corev3.HeaderValue{Key: "www-authenticate", Value: d.WWWAuthenticate},
+			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+		})
+	}
+	for _, h := range d.ResponseHeaders {
+		denied.Headers = append(denied.Headers, &corev3.HeaderValueOption{
+			Header:       &corev3.HeaderValue{Key: h.Name, Value: h.Value},
 			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
 		})
 	}

@@ -37,14 +37,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	o, reason := s.original(r)
-	req := Request{Method: o.method, Path: o.uri, Host: o.host, Scheme: o.scheme, Authorization: r.Header.Values("Authorization")}
+	req := Request{Method: o.method, Path: o.uri, Host: o.host, Scheme: o.scheme, Authorization: r.Header.Values("Authorization"),
+		DPoP: r.Header.Values("Dpop")}
 	if reason != "" {
 		req = Request{Method: r.Method, Path: target(r), problem: reason, problemMsg: reason.Message()}
 		if reason == InvalidRequest {
 			req.problemMsg = msgNoOriginalURI
 			s.warnUnpinned(r.Context())
 		}
-	} else if s.rules.needsClaims || !s.defaultSources {
+	} else if s.rules.needsClaims || !s.defaultSources || s.bindHeaders {
 		req.Headers = make(map[string]string, len(r.Header))
 		for k, vs := range r.Header {
 			sep := "," // as a proxy joins repeated headers
@@ -99,6 +100,11 @@ func (s *Server) original(r *http.Request) (originalRequest, Reason) {
 		self.scheme = "https"
 	}
 	if s.source == SourceRequest {
+		// Envoy's HTTP mode sends the original request's headers: its
+		// x-forwarded-proto says how the client reached the proxy.
+		if p := values(r.Header, "X-Forwarded-Proto"); len(p) == 1 {
+			self.scheme = p[0]
+		}
 		return self, ""
 	}
 	var fams []headerFamily
@@ -194,6 +200,9 @@ func values(h http.Header, name string) []string {
 func (s *Server) writeDecision(w http.ResponseWriter, d Decision) {
 	h := w.Header()
 	h.Set("Cache-Control", "no-store")
+	for _, c := range d.ResponseHeaders {
+		h.Set(c.Name, c.Value)
+	}
 	if d.Allowed() {
 		for _, c := range d.Headers {
 			// The claim headers' canonical names are known from the

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/extauthz/extauthz/dpop"
 	"github.com/extauthz/extauthz/jwks"
 	"github.com/extauthz/extauthz/policy"
 	"github.com/golang-jwt/jwt/v5"
@@ -52,9 +53,19 @@ type Server struct {
 	maxToken           int
 	source             string // forward-auth source of the original request
 	unpinnedWarn       everyMinute
-	log                *slog.Logger
-	obs                Observer
-	now                func() time.Time
+	// The DPoP replay cache, shared by the providers (nil when every
+	// provider's sender constraint is off), its window and size.
+	replay       *dpop.ReplayCache
+	replayWindow time.Duration
+	replaySize   int
+	// bindHeaders: some provider reads a client certificate from a header.
+	bindHeaders bool
+	// requiredChallenge is the DPoP challenge a request without a token
+	// gets beside the Bearer one, when some provider requires bound tokens.
+	requiredChallenge string
+	log               *slog.Logger
+	obs               Observer
+	now               func() time.Time
 }
 
 var _ authv3.AuthorizationServer = (*Server)(nil)
@@ -71,6 +82,8 @@ type provider struct {
 	// sources are the provider's token locations, as indexes into
 	// Server.sources.
 	sources []int
+	// sender is its sender constraint (DPoP, certificate binding).
+	sender sender
 }
 
 type claimHeader struct {
@@ -167,7 +180,16 @@ func New(cfg Config) (*Server, error) {
 			}
 			srcIdx = append(srcIdx, i)
 		}
+		var prevSender *sender
+		if cfg.Previous != nil && cfg.Previous.providers[p.Issuer] != nil {
+			prevSender = &cfg.Previous.providers[p.Issuer].sender
+		}
+		sc, err := compileSender(p, prevSender)
+		if err != nil {
+			return nil, fmt.Errorf("authz: provider %s: %w", p.Issuer, err)
+		}
 		s.providers[p.Issuer] = &provider{
+			sender:       sc,
 			name:         name,
 			issuer:       p.Issuer,
 			algs:         slices.Clone(algs),
@@ -184,6 +206,9 @@ func New(cfg Config) (*Server, error) {
 				jwt.WithTimeFunc(s.now),
 			),
 		}
+	}
+	if err := s.newVerifiers(cfg); err != nil {
+		return nil, err
 	}
 	// Claims are validated per provider after the signature; the parser
 	// checks the algorithm (never none or HMAC) and the signature only.
@@ -246,6 +271,54 @@ func New(cfg Config) (*Server, error) {
 		}
 	}
 	return s, nil
+}
+
+// newVerifiers gives every provider whose sender constraint is not off its
+// DPoP proof verifier, over one replay cache as long as the longest window.
+func (s *Server) newVerifiers(cfg Config) error {
+	var algs []string
+	for _, p := range s.providers {
+		sc := &p.sender
+		if sc.constraint == SenderOff {
+			continue
+		}
+		s.replayWindow = max(s.replayWindow, sc.window)
+		if sc.certHeader != "" || sc.certFrom == CertFromXFCC {
+			s.bindHeaders = true
+		}
+		if sc.constraint == SenderRequired {
+			for _, a := range strings.Fields(sc.algs) {
+				if !slices.Contains(algs, a) {
+					algs = append(algs, a)
+				}
+			}
+		}
+	}
+	if s.replayWindow == 0 {
+		return nil
+	}
+	if len(algs) > 0 {
+		s.requiredChallenge = fmt.Sprintf(`DPoP algs="%s"`, strings.Join(algs, " "))
+	}
+	s.replaySize = cfg.DPoPReplayCacheSize
+	if s.replaySize <= 0 {
+		s.replaySize = DefaultDPoPReplayCacheSize
+	}
+	s.replay = newReplayCache(s.replayWindow, s.replaySize, cfg.Previous)
+	for _, p := range s.providers {
+		sc := &p.sender
+		if sc.constraint == SenderOff {
+			continue
+		}
+		c := sc.proofs
+		c.Replay, c.Now = s.replay, s.now
+		v, err := dpop.NewVerifier(c)
+		if err != nil {
+			return fmt.Errorf("authz: provider %s: %w", p.issuer, err)
+		}
+		sc.verifier = v
+	}
+	return nil
 }
 
 // CacheStats returns this Server's verified-token cache counters (zero when

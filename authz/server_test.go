@@ -279,6 +279,7 @@ func TestDenials(t *testing.T) {
 func TestReasonTable(t *testing.T) {
 	all := []Reason{Allowed, Public, MissingToken, InvalidRequest, AmbiguousRequest, PathTooLong, TokenTooLarge, Malformed, BadAlgorithm,
 		BadSignature, UnknownKID, UnknownIssuer, WrongAudience, Expired, NotYetValid, InvalidClaims,
+		DPoPInvalid, DPoPReplayed, DPoPBindingMismatch, UseDPoPNonce, CertBindingMismatch, TokenNotBound,
 		InsufficientScope, PolicyDenied, PolicyError, UnknownPolicy, KeysUnavailable, Internal}
 	if !sameSet(reasonStrings(Reasons()), reasonStrings(all)) || len(Reasons()) != len(all) {
 		t.Errorf("Reasons() = %q, want %q", Reasons(), all)

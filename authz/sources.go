@@ -83,7 +83,8 @@ func checkTokenSource(t TokenSource) (TokenSource, error) {
 // found is a token and where it was.
 type found struct {
 	token  string
-	source int // index into Server.sources
+	source int  // index into Server.sources
+	dpop   bool // the Authorization header's DPoP scheme
 }
 
 // tokenOf finds the request's token in the union of the providers'
@@ -93,8 +94,7 @@ type found struct {
 // one token.
 func (s *Server) tokenOf(r Request) (found, Reason) {
 	if s.defaultSources {
-		tok, reason := s.bearer(r.Authorization)
-		return found{token: tok}, reason
+		return s.authorization(r.Authorization)
 	}
 	var got found
 	have := false
@@ -103,7 +103,14 @@ func (s *Server) tokenOf(r Request) (found, Reason) {
 		if len(values) == 0 {
 			continue
 		}
-		tok, reason := s.readSource(src, values)
+		var tok found
+		var reason Reason
+		if src.isDefault() {
+			tok, reason = s.authorization(values) // Bearer, or DPoP
+		} else {
+			tok.token, reason = s.readSource(src, values)
+		}
+		tok.source = i
 		if reason != "" {
 			if reason == MissingToken && src.Prefix != "" {
 				continue // another scheme (Basic): not this location's token
@@ -112,8 +119,8 @@ func (s *Server) tokenOf(r Request) (found, Reason) {
 		}
 		switch {
 		case !have:
-			got, have = found{token: tok, source: i}, true
-		case got.token != tok:
+			got, have = tok, true
+		case got.token != tok.token:
 			return found{}, InvalidRequest
 		}
 	}

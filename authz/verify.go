@@ -41,6 +41,12 @@ type verified struct {
 	// allowed CheckResponse's dynamic_metadata.
 	norm     map[string]any
 	metadata *structpb.Struct
+	// The token's confirmation (cnf, RFC 7800): the thumbprint of the key
+	// a DPoP proof must be signed with (jkt), of the client certificate
+	// (x5t#S256); cnfErr: cnf is there but not an object of such strings.
+	// Read whatever the sender constraint, which the bind stage applies.
+	jkt, x5t string
+	cnfErr   bool
 }
 
 var (
@@ -132,6 +138,7 @@ func (s *Server) verifyToken(ctx context.Context, raw string) (v verified, keys 
 		norm, _ = policy.Normalize(norm).(map[string]any)
 	}
 	v.metadata = s.metadataFor(prov, norm, v.scopes)
+	v.jkt, v.x5t, v.cnfErr = confirmation(claims["cnf"])
 	if !prov.forwardToken {
 		v.missing = withName(v.missing, "authorization")
 	}
@@ -294,4 +301,31 @@ func withName(names []string, name string) []string {
 	out := append(slices.Clip(names), name)
 	slices.Sort(out)
 	return out
+}
+
+// confirmation reads a cnf claim (RFC 7800): the DPoP key's thumbprint
+// (jkt, RFC 9449 §6.1) and the client certificate's (x5t#S256, RFC 8705
+// §3.1). bad: cnf is present but not an object, or one of the two is not a
+// non-empty string (a binding that cannot be read must not read as none).
+func confirmation(c any) (jkt, x5t string, bad bool) {
+	if c == nil {
+		return "", "", false
+	}
+	m, ok := c.(map[string]any)
+	if !ok {
+		return "", "", true
+	}
+	get := func(name string) string {
+		v, present := m[name]
+		if !present {
+			return ""
+		}
+		s, ok := v.(string)
+		if !ok || s == "" {
+			bad = true
+		}
+		return s
+	}
+	jkt, x5t = get("jkt"), get("x5t#S256")
+	return jkt, x5t, bad
 }

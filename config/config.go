@@ -49,6 +49,7 @@ type Config struct {
 	ClockSkew              time.Duration
 	MaxTokenBytes          int
 	TokenCacheSize         int // 0 disables the cache
+	DPoPReplayCacheSize    int
 	Realm                  string
 	ForwardAuthSource      string
 	ShutdownGrace          time.Duration
@@ -94,6 +95,13 @@ type Provider struct {
 	// discovery document (at DiscoveryURL when set); JWKSURL is then empty.
 	Discovery    bool
 	DiscoveryURL string
+	// SenderConstraint, DPoP, ClientCertFrom and ClientCertHeader are the
+	// provider's sender constraint (authz.Provider's); DPoP.NonceKey is
+	// read from dpop_nonce_key_file.
+	SenderConstraint string
+	DPoP             authz.DPoP
+	ClientCertFrom   string
+	ClientCertHeader string
 }
 
 // Rule is one path rule, or a named policy: the rule language of package

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/extauthz/extauthz/authz"
 )
 
 // env is a fake environment.
@@ -81,6 +83,7 @@ func TestLoadDefaults(t *testing.T) {
 		ClockSkew:              60 * time.Second,
 		MaxTokenBytes:          8192,
 		TokenCacheSize:         10000,
+		DPoPReplayCacheSize:    1 << 20,
 		Realm:                  "extauthz",
 		ForwardAuthSource:      "auto",
 		ShutdownGrace:          10 * time.Second,
@@ -636,6 +639,13 @@ func TestLoadFileErrors(t *testing.T) {
 		{name: "type: policy not a mapping", body: single + "policies:\n  admin: [a]\n", line: 4, wants: []string{"policies.admin: a list is not a mapping (a rule)"}},
 		{name: "type: claim header list", body: single + "claim_headers:\n  x-a: [sub]\n", line: 4, wants: []string{"claim_headers.x-a: a list is not a single value"}},
 		{name: "type: long value cut", body: "providers:\n  - issuer: https://a.example.com\n    audiences: https://api.example.com/very/long\n", line: 3, wants: []string{`providers[0].audiences: "https://api.example.com/very/long" is not a list`}},
+		{name: "sender constraint", body: "providers:\n  - issuer: https://a.example.com\n    audiences: [a]\n    sender_constraint: always\n", line: 2, wants: []string{"providers[0]", "sender_constraint", "always"}},
+		{name: "DPoP HMAC", body: "providers:\n  - issuer: https://a.example.com\n    audiences: [a]\n    dpop_algorithms: [HS256]\n", line: 2, wants: []string{"providers[0]", "HS256"}},
+		{name: "DPoP window", body: "providers:\n  - issuer: https://a.example.com\n    audiences: [a]\n    dpop_max_age: soon\n", line: 2, wants: []string{"providers[0]", "dpop_max_age"}},
+		{name: "DPoP base URL", body: "providers:\n  - issuer: https://a.example.com\n    audiences: [a]\n    dpop_public_base_url: https://api.example.com/v1\n", line: 2, wants: []string{"providers[0]", "dpop_public_base_url"}},
+		{name: "DPoP nonce key without nonces", body: "providers:\n  - issuer: https://a.example.com\n    audiences: [a]\n    dpop_nonce_key_file: /nonexistent\n", line: 2, wants: []string{"providers[0]", "dpop_nonce: true"}},
+		{name: "DPoP nonce key missing", body: "providers:\n  - issuer: https://a.example.com\n    audiences: [a]\n    dpop_nonce: true\n    dpop_nonce_key_file: /nonexistent/key\n", line: 2, wants: []string{"providers[0]", "dpop_nonce_key_file"}},
+		{name: "client certificate source", body: "providers:\n  - issuer: https://a.example.com\n    audiences: [a]\n    client_cert_from: header\n", line: 2, wants: []string{"providers[0]", "client_cert_from"}},
 		{name: "unknown field named with its place", body: single + "policies:\n  admin:\n    scope: [a]\n", line: 5, wants: []string{"policies.admin: unknown field scope"}},
 	}
 	for _, tc := range tests {
@@ -842,6 +852,7 @@ func TestLoadFullFile(t *testing.T) {
 		ClockSkew:              0,
 		MaxTokenBytes:          4096,
 		TokenCacheSize:         10000,
+		DPoPReplayCacheSize:    1 << 20,
 		Realm:                  "api",
 		ForwardAuthSource:      "auto",
 		ShutdownGrace:          3 * time.Second,
@@ -1079,5 +1090,30 @@ func TestLoadJWKSURLCredentials(t *testing.T) {
 				t.Errorf("Load error %v names neither the host nor the path", err)
 			}
 		})
+	}
+}
+
+// TestLoadSenderSettings: a provider's sender constraint settings reach
+// Provider, the nonce key read from its file.
+func TestLoadSenderSettings(t *testing.T) {
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "nonce.key")
+	key := strings.Repeat("k", 40)
+	if err := os.WriteFile(keyFile, []byte(key+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	body := "providers:\n  - issuer: https://a.example.com\n    audiences: [a]\n    sender_constraint: required\n" +
+		"    dpop_algorithms: [ES256]\n    dpop_max_age: 30s\n    dpop_max_ahead: 2s\n    dpop_nonce: true\n" +
+		"    dpop_nonce_key_file: " + keyFile + "\n    dpop_public_base_url: https://api.example.com\n" +
+		"    client_cert_from: xfcc\n    client_cert_header: x-client-cert\n"
+	cfg, err := Load([]string{"--config", writeConfig(t, body)}, env{}.lookup, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := cfg.Providers[0]
+	want := authz.DPoP{Algorithms: []string{"ES256"}, MaxAge: 30 * time.Second, MaxAhead: 2 * time.Second, Nonce: true,
+		NonceKey: []byte(key), PublicBaseURL: "https://api.example.com"}
+	if p.SenderConstraint != "required" || p.ClientCertFrom != "xfcc" || p.ClientCertHeader != "x-client-cert" || !reflect.DeepEqual(p.DPoP, want) {
+		t.Errorf("provider = %+v, want sender required, xfcc, x-client-cert, %+v", p, want)
 	}
 }

@@ -64,6 +64,16 @@ type fileProvider struct {
 	// document.
 	Discovery    bool   `yaml:"discovery"`
 	DiscoveryURL string `yaml:"discovery_url"`
+	// Sender-constrained tokens (DPoP, certificate binding).
+	SenderConstraint  string   `yaml:"sender_constraint"`
+	DPoPAlgorithms    []string `yaml:"dpop_algorithms"`
+	DPoPMaxAge        string   `yaml:"dpop_max_age"`
+	DPoPMaxAhead      string   `yaml:"dpop_max_ahead"`
+	DPoPNonce         bool     `yaml:"dpop_nonce"`
+	DPoPNonceKeyFile  string   `yaml:"dpop_nonce_key_file"`
+	DPoPPublicBaseURL string   `yaml:"dpop_public_base_url"`
+	ClientCertFrom    string   `yaml:"client_cert_from"`
+	ClientCertHeader  string   `yaml:"client_cert_header"`
 }
 
 // fileTokenSource is one token location of a provider.

@@ -4,12 +4,15 @@ package config
 // keys, or the file's providers list.
 
 import (
+	"bytes"
 	"cmp"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"strings"
+	"time"
 
 	"github.com/extauthz/extauthz/authz"
 
@@ -80,6 +83,9 @@ func loadProviders(cfg *Config, src *sources) error {
 		}
 		if err := authz.CheckTokenSources(p.TokenSources); err != nil {
 			return fmt.Errorf("%s: token_sources: %w", at, err)
+		}
+		if err := senderOf(&p, fp); err != nil {
+			return fmt.Errorf("%s: %w", at, err)
 		}
 		if p.Issuer == "" {
 			return fmt.Errorf("%s: issuer is required", at)
@@ -178,4 +184,41 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// senderOf reads a provider's sender constraint settings into p, the DPoP
+// nonce key from its file, and checks them as authz.New will.
+func senderOf(p *Provider, fp fileProvider) error {
+	p.SenderConstraint, p.ClientCertFrom, p.ClientCertHeader = fp.SenderConstraint, fp.ClientCertFrom, fp.ClientCertHeader
+	p.DPoP = authz.DPoP{Algorithms: fp.DPoPAlgorithms, Nonce: fp.DPoPNonce, PublicBaseURL: fp.DPoPPublicBaseURL}
+	for _, d := range []struct {
+		key string
+		raw string
+		to  *time.Duration
+	}{{"dpop_max_age", fp.DPoPMaxAge, &p.DPoP.MaxAge}, {"dpop_max_ahead", fp.DPoPMaxAhead, &p.DPoP.MaxAhead}} {
+		if d.raw == "" {
+			continue
+		}
+		v, err := time.ParseDuration(d.raw)
+		if err != nil || v <= 0 {
+			return fmt.Errorf("%s: %q is not a positive duration (such as 60s)", d.key, d.raw)
+		}
+		*d.to = v
+	}
+	if fp.DPoPNonceKeyFile != "" {
+		if !fp.DPoPNonce {
+			return errors.New("dpop_nonce_key_file needs dpop_nonce: true")
+		}
+		key, err := os.ReadFile(fp.DPoPNonceKeyFile)
+		if err != nil {
+			return fmt.Errorf("dpop_nonce_key_file: %w", err)
+		}
+		key = bytes.TrimSpace(key)
+		if len(key) < 32 {
+			return fmt.Errorf("dpop_nonce_key_file %s: the key is %d bytes, at least 32 are needed (head -c 32 /dev/urandom | base64)", fp.DPoPNonceKeyFile, len(key))
+		}
+		p.DPoP.NonceKey = key
+	}
+	return authz.CheckSender(authz.Provider{SenderConstraint: p.SenderConstraint, DPoP: p.DPoP,
+		ClientCertFrom: p.ClientCertFrom, ClientCertHeader: p.ClientCertHeader})
 }

@@ -206,25 +206,27 @@ func (s *Server) build(cfg *config.Config, prev *generation) (g *generation, fre
 		}
 		providers = append(providers, authz.Provider{
 			Name: p.Name, Issuer: p.Issuer, Audiences: p.Audiences, Algorithms: p.Algorithms, Keys: c, ForwardToken: p.ForwardToken, TokenSources: p.TokenSources,
+			SenderConstraint: p.SenderConstraint, DPoP: p.DPoP, ClientCertFrom: p.ClientCertFrom, ClientCertHeader: p.ClientCertHeader,
 		})
 	}
 	a, err := authz.New(authz.Config{
-		Providers:         providers,
-		Rules:             cfg.Rules,
-		Policies:          cfg.Policies,
-		MetadataClaims:    cfg.MetadataClaims,
-		Shadow:            cfg.Shadow,
-		DenyDetail:        cfg.DenyDetail,
-		ClaimHeaders:      cfg.ClaimHeaders,
-		ClockSkew:         skew(cfg.ClockSkew),
-		Realm:             cfg.Realm,
-		MaxTokenBytes:     cfg.MaxTokenBytes,
-		TokenCacheSize:    tokenCacheSize(cfg.TokenCacheSize),
-		ForwardAuthSource: cfg.ForwardAuthSource,
-		Logger:            s.log,
-		Observer:          checkObserver{m: s.metrics},
-		Now:               s.opts.Now,
-		Previous:          prev.authzServer(),
+		Providers:           providers,
+		Rules:               cfg.Rules,
+		Policies:            cfg.Policies,
+		MetadataClaims:      cfg.MetadataClaims,
+		Shadow:              cfg.Shadow,
+		DenyDetail:          cfg.DenyDetail,
+		ClaimHeaders:        cfg.ClaimHeaders,
+		ClockSkew:           skew(cfg.ClockSkew),
+		Realm:               cfg.Realm,
+		MaxTokenBytes:       cfg.MaxTokenBytes,
+		TokenCacheSize:      tokenCacheSize(cfg.TokenCacheSize),
+		DPoPReplayCacheSize: cfg.DPoPReplayCacheSize,
+		ForwardAuthSource:   cfg.ForwardAuthSource,
+		Logger:              s.log,
+		Observer:            checkObserver{m: s.metrics},
+		Now:                 s.opts.Now,
+		Previous:            prev.authzServer(),
 	})
 	if err != nil {
 		return nil, nil, err

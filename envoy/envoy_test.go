@@ -307,6 +307,9 @@ func checkFrontProxy(b *bootstrapv3.Bootstrap, m mode, w wiring) error {
 		if ea.GetEncodeRawHeaders() {
 			fail("ext_authz encode_raw_headers is on: headers would move to header_map, which the server does not read")
 		}
+		if !ea.GetIncludePeerCertificate() {
+			fail("ext_authz include_peer_certificate is off: certificate-bound tokens would never match")
+		}
 	case modeHTTP:
 		h := ea.GetHttpService()
 		if h == nil {
@@ -335,16 +338,25 @@ func checkFrontProxy(b *bootstrapv3.Bootstrap, m mode, w wiring) error {
 		if got := resp.GetAllowedUpstreamHeadersToAppend(); len(got.GetPatterns()) > 0 {
 			fail("allowed_upstream_headers_to_append is set (%v): appending keeps a client's forged value", exactPatterns(got))
 		}
-		for _, want := range []string{"www-authenticate", "content-type"} {
+		for _, want := range []string{"www-authenticate", "content-type", "dpop-nonce"} {
 			if !slices.Contains(exactPatterns(resp.GetAllowedClientHeaders()), want) {
 				fail("allowed_client_headers lacks %s", want)
 			}
 		}
-		if len(resp.GetAllowedClientHeadersOnSuccess().GetPatterns()) > 0 {
-			fail("allowed_client_headers_on_success is set: claim headers could leak to the client")
+		// On success only the DPoP nonce goes to the client: a claim header
+		// there would leak to it.
+		for _, p := range resp.GetAllowedClientHeadersOnSuccess().GetPatterns() {
+			if p.GetExact() != "dpop-nonce" {
+				fail("allowed_client_headers_on_success admits %v: claim headers could leak to the client", p)
+			}
 		}
-		if !slices.Contains(exactPatterns(ea.GetAllowedHeaders()), "authorization") {
-			fail("allowed_headers lacks authorization")
+		if !slices.Contains(exactPatterns(resp.GetAllowedClientHeadersOnSuccess()), "dpop-nonce") {
+			fail("allowed_client_headers_on_success lacks dpop-nonce: a DPoP client never gets the next nonce")
+		}
+		for _, want := range []string{"authorization", "dpop", "x-forwarded-proto"} {
+			if !slices.Contains(exactPatterns(ea.GetAllowedHeaders()), want) {
+				fail("allowed_headers lacks %s", want)
+			}
 		}
 		for _, want := range []string{"x-original-uri", "x-original-method", "x-original-host", "x-forwarded-uri", "x-forwarded-method", "x-forwarded-host"} {
 			if !slices.Contains(exactPatterns(ea.GetDisallowedHeaders()), want) {
@@ -598,6 +610,9 @@ func TestConfigsRejectMistakes(t *testing.T) {
 		{name: "empty http server uri", old: "uri: http://extauthz:9192", new: "uri: \"\"", modes: []mode{modeHTTP}, stage: atValidate},
 		{name: "deprecated field", old: "                authorization_response:\n", new: "                authorization_request:\n                  allowed_headers:\n                    patterns: [{exact: x-extra}]\n                authorization_response:\n", modes: []mode{modeHTTP}, stage: atValidate},
 		{name: "fail open", old: "failure_mode_allow: false", new: "failure_mode_allow: true", stage: atProperties},
+		{name: "no peer certificate", old: "include_peer_certificate: true", new: "include_peer_certificate: false", modes: []mode{modeGRPC}, stage: atProperties},
+		{name: "no DPoP proof to the check", old: "                - exact: dpop\n", new: "", modes: []mode{modeHTTP}, stage: atProperties},
+		{name: "claim header to the client on success", old: "                  allowed_client_headers_on_success:\n                    patterns:\n", new: "                  allowed_client_headers_on_success:\n                    patterns:\n                    - exact: x-jwt-sub\n", modes: []mode{modeHTTP}, stage: atProperties},
 		{name: "timeout too long", old: "timeout: 0.5s\n", new: "timeout: 5s\n", stage: atProperties},
 		{name: "transport auto", old: "transport_api_version: V3", new: "transport_api_version: AUTO", stage: atProperties},
 		{name: "router before ext_authz", old: "          - name: envoy.filters.http.ext_authz", new: "          - name: envoy.filters.http.router\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router\n          - name: envoy.filters.http.ext_authz", stage: atProperties},

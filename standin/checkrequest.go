@@ -3,6 +3,7 @@ package standin
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/pem"
 	mathrand "math/rand/v2"
 	"net"
 	"net/http"
@@ -332,4 +333,12 @@ func newRequestID() string {
 	s[23] = '-'
 	hex.Encode(s[24:], b[10:])
 	return string(s[:])
+}
+
+// urlEncodedPEM is a certificate as Envoy's include_peer_certificate sends
+// it (Ssl::ConnectionInfo::urlEncodedPemEncodedPeerCertificate): the PEM
+// with newline, space, '+', '/' and '=' percent-encoded.
+func urlEncodedPEM(der []byte) string {
+	p := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+	return strings.NewReplacer("\n", "%0A", " ", "%20", "+", "%2B", "/", "%2F", "=", "%3D").Replace(p)
 }

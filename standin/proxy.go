@@ -105,6 +105,12 @@ type Config struct {
 	// modelled (repeat them in each route). Defaults to none.
 	Routes []Route
 
+	// IncludePeerCertificate is the filter's include_peer_certificate: on
+	// a TLS connection whose client presented a certificate (serve on a
+	// tls.Listener asking for one), the CheckRequest carries it in
+	// attributes.source.certificate, URL-encoded PEM as Envoy encodes it.
+	IncludePeerCertificate bool
+
 	// DisallowedHeaders are request header names (case-insensitive) left
 	// out of the CheckRequest, like the filter's disallowed_headers with
 	// exact matchers. They are still forwarded upstream. Defaults to none.
@@ -184,6 +190,7 @@ type Proxy struct {
 	disallowed       map[string]bool
 	cm               connManager
 	normalizePath    bool
+	includePeerCert  bool
 	log              *slog.Logger
 
 	accessLog    io.Writer
@@ -242,6 +249,7 @@ func New(cfg Config) (*Proxy, error) {
 		disallowed:       make(map[string]bool, len(cfg.DisallowedHeaders)),
 		cm:               connManager{useRemoteAddress: cfg.UseRemoteAddress, dropUnderscores: cfg.DropHeadersWithUnderscores},
 		normalizePath:    cfg.NormalizePath,
+		includePeerCert:  cfg.IncludePeerCertificate,
 		log:              cfg.Logger,
 		accessLog:        cfg.AccessLog,
 		accessFormat:     format,
@@ -365,6 +373,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	start := time.Now()
 	req := buildCheckRequest(r, h, start, p.disallowed, p.contextExtensions(first(h, pseudoPath)))
+	if p.includePeerCert && r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		req.Attributes.Source.Certificate = urlEncodedPEM(r.TLS.PeerCertificates[0].Raw)
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), p.timeout)
 	resp, err := p.client.Check(ctx, req)
 	cancel()

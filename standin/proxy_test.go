@@ -2,10 +2,17 @@ package standin
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -25,6 +32,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
+
+	"github.com/extauthz/extauthz/certbind"
 )
 
 // fakeAuthz is an AuthorizationServer whose answer is a function of the
@@ -915,6 +924,72 @@ func TestProxyAuthorizationToUpstream(t *testing.T) {
 			}
 			if v := got.Header.Get("X-Jwt-Sub"); v != "alice" {
 				t.Errorf("upstream x-jwt-sub = %q, want alice", v)
+			}
+		})
+	}
+}
+
+// TestProxyIncludePeerCertificate: over TLS with a client certificate, the
+// CheckRequest carries it in source.certificate (Envoy's
+// include_peer_certificate), in Envoy's URL encoding; without the setting,
+// or without a certificate, it carries none.
+func TestProxyIncludePeerCertificate(t *testing.T) {
+	up := startUpstream(t)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(3), Subject: pkix.Name{CommonName: "client"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientCert := tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	for _, tc := range []struct {
+		name    string
+		include bool
+		present bool
+	}{{"included", true, true}, {"not asked for", false, true}, {"no certificate", true, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := &fakeAuthz{answer: func(context.Context, *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+				return okResponse(&authv3.OkHttpResponse{}), nil
+			}}
+			p, err := New(Config{AuthzConn: startAuthz(t, f), Upstream: up.URL, Timeout: 10 * time.Second,
+				Logger: testLogger(t), IncludePeerCertificate: tc.include})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = p.Close() })
+			srv := httptest.NewUnstartedServer(p)
+			srv.TLS = &tls.Config{ClientAuth: tls.RequestClientCert}
+			srv.StartTLS()
+			t.Cleanup(srv.Close)
+			client := srv.Client()
+			if tc.present {
+				client.Transport.(*http.Transport).TLSClientConfig.Certificates = []tls.Certificate{clientCert}
+			}
+			resp, err := client.Get(srv.URL + "/protected")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			calls := f.calls()
+			if len(calls) != 1 {
+				t.Fatalf("%d checks, want 1", len(calls))
+			}
+			got := calls[0].GetAttributes().GetSource().GetCertificate()
+			if !tc.include || !tc.present {
+				if got != "" {
+					t.Errorf("source.certificate = %q, want none", got)
+				}
+				return
+			}
+			if strings.ContainsAny(got, "\n +/=") {
+				t.Errorf("source.certificate %q is not URL-encoded as Envoy sends it", got)
+			}
+			if x5t, err := certbind.FromPEM(got); err != nil || x5t != certbind.Thumbprint(der) {
+				t.Errorf("source.certificate reads as %q, %v; want the client certificate's %q", x5t, err, certbind.Thumbprint(der))
 			}
 		})
 	}

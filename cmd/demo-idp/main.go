@@ -5,9 +5,24 @@
 // It serves the token endpoint, JWKS and discovery on --addr, and key
 // rotation (POST /rotate, GET /keys) on --admin-addr, which defaults to
 // loopback so that nobody who can reach the public port can rotate keys.
-// SIGHUP also rotates. Every flag is also an IDP_* environment variable
-// (--token-ttl -> IDP_TOKEN_TTL); the command line wins over the
-// environment, and both win over the --config file.
+// SIGHUP also rotates.
+//
+// Tokens may be sender-constrained. A token request with a DPoP proof gets a
+// DPoP token bound to the proof's key (RFC 9449; go run ./cmd/demo-client
+// makes such requests, curl cannot). With --tls-addr (for example
+// 127.0.0.1:9443) the same routes are also served over TLS 1.2 or later,
+// asking for (not requiring) a client certificate: a token requested there
+// with one is bound to it (RFC 8705), and discovery advertises
+// tls_client_certificate_bound_access_tokens and the TLS token endpoint
+// (mtls_endpoint_aliases, named by the issuer's host and the TLS port). The
+// listener's certificate is --tls-cert/--tls-key, or, when both are empty, a
+// self-signed ECDSA certificate for localhost, 127.0.0.1, ::1 and the
+// issuer's host, made at start: its SHA-256 fingerprint is logged, and
+// --tls-cert-out writes it where clients can pin it (demo-client --ca).
+//
+// Every flag is also an IDP_* environment variable (--token-ttl ->
+// IDP_TOKEN_TTL); the command line wins over the environment, and both win
+// over the --config file.
 //
 // THIS IS A DEMO ISSUER. Its default clients use published credentials and
 // its keys live only in memory.
@@ -53,6 +68,10 @@ type options struct {
 	configFile   string
 	publishDelay time.Duration
 	retireMargin time.Duration
+	tlsAddr      string // "": no TLS listener
+	tlsCert      string
+	tlsKey       string
+	tlsCertOut   string
 	log          logging.Flags
 	// explicit holds the flags given on the command line or in IDP_*; only
 	// those override the config file.
@@ -81,6 +100,10 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 		"how long a rotated-in key is published before it signs; covers relying parties' rate-limited unknown-kid refresh (0 signs at once)")
 	fs.DurationVar(&o.retireMargin, "retire-margin", idp.DefaultRetireMargin,
 		"how long a retired key stays published after its last token expires; covers relying parties' clock-skew leeway")
+	fs.StringVar(&o.tlsAddr, "tls-addr", "", "TLS listen address for the same routes, asking for client certificates to bind tokens to (e.g. 127.0.0.1:9443); empty disables it")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate of the TLS listener; with --tls-key, else a self-signed one is generated")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
+	fs.StringVar(&o.tlsCertOut, "tls-cert-out", "", "file to write the generated self-signed certificate to, for clients to trust")
 	o.log.Register(fs, "text", "")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: demo-idp [flags]\n\nA local OAuth 2.0 issuer for demos. Every flag is also %s<NAME> (e.g. %s).\n\n",
@@ -101,7 +124,23 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 	if err := o.log.Validate(); err != nil {
 		return options{}, err
 	}
+	if err := o.checkTLS(); err != nil {
+		return options{}, err
+	}
 	return o, nil
+}
+
+// checkTLS refuses TLS flags that cannot take effect together.
+func (o options) checkTLS() error {
+	switch {
+	case (o.tlsCert == "") != (o.tlsKey == ""):
+		return errors.New("--tls-cert and --tls-key go together")
+	case o.tlsCertOut != "" && o.tlsCert != "":
+		return errors.New("--tls-cert-out writes a generated certificate; with --tls-cert there is none")
+	case o.tlsAddr == "" && (o.tlsCert != "" || o.tlsCertOut != ""):
+		return errors.New("--tls-cert, --tls-key and --tls-cert-out need --tls-addr")
+	}
+	return nil
 }
 
 // idpConfig merges the config file (if any) with the flags.
@@ -169,6 +208,16 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		fmt.Fprintln(stderr, "demo-idp:", err)
 		return 2
 	}
+	// The TLS listener opens first, since the issuer publishes its port.
+	// It is closed on return (again, harmlessly, if its server has).
+	var tlsLis net.Listener
+	if o.tlsAddr != "" {
+		if tlsLis, cfg.MTLSBaseURL, err = o.listenTLS(cfg.Issuer, log); err != nil {
+			fmt.Fprintln(stderr, "demo-idp:", err)
+			return 1
+		}
+		defer tlsLis.Close()
+	}
 	srv, err := idp.New(cfg)
 	if err != nil {
 		fmt.Fprintln(stderr, "demo-idp:", err)
@@ -198,6 +247,11 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 			log.Warn("admin listener is not on loopback: anyone who reaches it can rotate keys", "addr", adm.Addr().String())
 		}
 	}
+	if tlsLis != nil {
+		servers = append(servers, newHTTPServer(srv.Handler(), log))
+		listeners = append(listeners, tlsLis)
+		names = append(names, "tls")
+	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -213,6 +267,9 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		})
 	}
 	log.Info("demo issuer ready", "issuer", srv.Issuer(), "kid", srv.Keys()[0].KID)
+	if tlsLis != nil {
+		log.Info("certificate-bound tokens over TLS", "mtls_token_endpoint", cfg.MTLSBaseURL+idp.TokenPath)
+	}
 	wg.Go(func() { rotateOnSignal(ctx, srv, hup, log) })
 
 	<-ctx.Done()

@@ -1,11 +1,18 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"github.com/extauthz/extauthz/internal/testutil"
 	"github.com/extauthz/extauthz/logging"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -17,7 +24,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
+
 	"github.com/extauthz/extauthz/demo/idp"
+	"github.com/extauthz/extauthz/internal/selfsigned"
 )
 
 func envFrom(m map[string]string) func(string) (string, bool) {
@@ -88,6 +98,21 @@ func TestParseFlags(t *testing.T) {
 		{name: "stray argument", args: []string{"serve"}, wantErr: "unexpected arguments"},
 		{name: "bad log level", args: []string{"--log-level", "loud"}, wantErr: "loud"},
 		{name: "bad log format", args: []string{"--log-format", "xml"}, wantErr: "xml"},
+		{
+			name: "TLS flags",
+			args: []string{"--tls-addr", "127.0.0.1:9443", "--tls-cert", "c.pem", "--tls-key", "k.pem"},
+			check: func(t *testing.T, o options) {
+				if o.tlsAddr != "127.0.0.1:9443" || o.tlsCert != "c.pem" || o.tlsKey != "k.pem" || o.tlsCertOut != "" {
+					t.Errorf("options = %+v", o)
+				}
+			},
+		},
+		{name: "TLS cert without key", args: []string{"--tls-addr", ":0", "--tls-cert", "c.pem"}, wantErr: "--tls-key"},
+		{name: "TLS key without cert", args: []string{"--tls-addr", ":0", "--tls-key", "k.pem"}, wantErr: "--tls-cert"},
+		{name: "TLS cert out with a given cert", args: []string{"--tls-addr", ":0", "--tls-cert", "c", "--tls-key", "k", "--tls-cert-out", "o"},
+			wantErr: "--tls-cert-out"},
+		{name: "TLS cert out without a TLS listener", env: map[string]string{"IDP_TLS_CERT_OUT": "o.pem"}, wantErr: "--tls-addr"},
+		{name: "TLS cert without a TLS listener", args: []string{"--tls-cert", "c", "--tls-key", "k"}, wantErr: "--tls-addr"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -165,23 +190,17 @@ func TestConfigMerge(t *testing.T) {
 // syncBuffer is an io.Writer safe for the logger and the test to share.
 type syncBuffer = testutil.Buffer
 
-// TestRun starts the command on ephemeral loopback ports, finds them in
-// its log, and drives it over real sockets: token, JWKS, rotation by
-// SIGHUP and by the admin port, then shutdown.
-func TestRun(t *testing.T) {
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	var out syncBuffer
-	hup := make(chan os.Signal, 1)
+// start runs the command with args until ctx ends, waits until it has
+// logged the addresses of the listeners named in want, and returns them
+// ("host:port" by listener name), its output and its exit code.
+func start(t *testing.T, ctx context.Context, args []string, hup chan os.Signal, want ...string) (map[string]string, *syncBuffer, <-chan int) {
+	t.Helper()
+	out := new(syncBuffer)
 	code := make(chan int, 1)
-	go func() {
-		code <- run(ctx, []string{"--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--rotation-publish-delay", "0"},
-			envFrom(nil), &out, hup)
-	}()
-
+	go func() { code <- run(ctx, args, envFrom(nil), out, hup) }()
 	addrs := map[string]string{}
 	re := regexp.MustCompile(`msg=listening listener=(\w+) addr=(\S+)`)
-	for len(addrs) < 2 {
+	for len(addrs) < len(want) {
 		select {
 		case c := <-code:
 			t.Fatalf("run exited with %d before listening:\n%s", c, out.String())
@@ -190,8 +209,28 @@ func TestRun(t *testing.T) {
 		case <-time.After(10 * time.Millisecond):
 		}
 		for _, m := range re.FindAllStringSubmatch(out.String(), -1) {
-			addrs[m[1]] = "http://" + m[2]
+			addrs[m[1]] = m[2]
 		}
+	}
+	for _, name := range want {
+		if addrs[name] == "" {
+			t.Fatalf("no %s listener in %v", name, addrs)
+		}
+	}
+	return addrs, out, code
+}
+
+// TestRun starts the command on ephemeral loopback ports, finds them in
+// its log, and drives it over real sockets: token, JWKS, rotation by
+// SIGHUP and by the admin port, then shutdown.
+func TestRun(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	hup := make(chan os.Signal, 1)
+	addrs, out, code := start(t, ctx, []string{"--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--rotation-publish-delay", "0"},
+		hup, "public", "admin")
+	for name, a := range addrs {
+		addrs[name] = "http://" + a
 	}
 	if !strings.Contains(out.String(), "WARNING: demo-idp is a DEMO identity provider") {
 		t.Errorf("no demo warning in output:\n%s", out.String())
@@ -289,5 +328,125 @@ func TestRunBadConfig(t *testing.T) {
 	}
 	if c := run(t.Context(), []string{"--help"}, envFrom(nil), io.Discard, nil); c != 0 {
 		t.Errorf("--help exit code = %d, want 0", c)
+	}
+}
+
+// TestRunTLS runs the command with a TLS listener, with a generated
+// certificate and with a given one, and drives it over real TLS: it serves
+// the certificate it logged, wrote or was given, refuses TLS 1.1, publishes
+// the TLS token endpoint in discovery on both listeners, and binds a token
+// requested there to the client certificate presented.
+func TestRunTLS(t *testing.T) {
+	dir := t.TempDir()
+	certPEM, keyPEM, err := selfsigned.Generate("given", []string{"127.0.0.1"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	given, key := filepath.Join(dir, "given.pem"), filepath.Join(dir, "given-key.pem")
+	if err := os.WriteFile(given, certPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(key, keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	clientCert, err := selfsigned.KeyPair("demo-client", nil, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(clientCert.Leaf.Raw)
+	wantX5t := base64.RawURLEncoding.EncodeToString(sum[:])
+
+	tests := []struct {
+		name      string
+		tlsArgs   []string
+		certFile  string // the certificate the listener must serve
+		generated bool
+	}{
+		{name: "generated certificate", tlsArgs: []string{"--tls-cert-out", filepath.Join(dir, "out.pem")},
+			certFile: filepath.Join(dir, "out.pem"), generated: true},
+		{name: "given certificate", tlsArgs: []string{"--tls-cert", given, "--tls-key", key}, certFile: given},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+			defer cancel()
+			args := append([]string{"--addr", "127.0.0.1:0", "--admin-addr", "", "--tls-addr", "127.0.0.1:0"}, tc.tlsArgs...)
+			addrs, out, code := start(t, ctx, args, nil, "public", "tls")
+			defer func() {
+				cancel()
+				if c := <-code; c != 0 {
+					t.Errorf("exit code = %d, want 0:\n%s", c, out.String())
+				}
+			}()
+
+			pemBytes, err := os.ReadFile(tc.certFile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			block, _ := pem.Decode(pemBytes)
+			if block == nil {
+				t.Fatalf("%s holds no PEM certificate", tc.certFile)
+			}
+			logged := strings.Contains(out.String(), "sha256_fingerprint="+selfsigned.Fingerprint(block.Bytes))
+			if logged != tc.generated {
+				t.Errorf("fingerprint of the served certificate logged: %v, want %v:\n%s", logged, tc.generated, out.String())
+			}
+			roots := x509.NewCertPool()
+			roots.AppendCertsFromPEM(pemBytes)
+			client := func(tlsCfg *tls.Config) *http.Client {
+				tr := &http.Transport{TLSClientConfig: tlsCfg}
+				t.Cleanup(tr.CloseIdleConnections)
+				return &http.Client{Transport: tr, Timeout: 10 * time.Second}
+			}
+			c := client(&tls.Config{RootCAs: roots, Certificates: []tls.Certificate{clientCert}})
+			base := "https://" + addrs["tls"]
+
+			if _, err := client(&tls.Config{RootCAs: roots, MaxVersion: tls.VersionTLS11}).Get(base + idp.DiscoveryPath); err == nil {
+				t.Error("a TLS 1.1 client was served")
+			}
+			_, port, _ := net.SplitHostPort(addrs["tls"])
+			wantAlias := "https://localhost:" + port + idp.TokenPath
+			for _, u := range []string{base + idp.DiscoveryPath, "http://" + addrs["public"] + idp.DiscoveryPath} {
+				resp, err := c.Get(u)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var disc struct {
+					Bound   bool `json:"tls_client_certificate_bound_access_tokens"`
+					Aliases struct {
+						TokenEndpoint string `json:"token_endpoint"`
+					} `json:"mtls_endpoint_aliases"`
+				}
+				err = json.NewDecoder(resp.Body).Decode(&disc)
+				resp.Body.Close()
+				if err != nil || !disc.Bound || disc.Aliases.TokenEndpoint != wantAlias {
+					t.Errorf("%s: %+v, %v; want bound tokens and the alias %s", u, disc, err, wantAlias)
+				}
+				if resp.TLS != nil && !bytes.Equal(resp.TLS.PeerCertificates[0].Raw, block.Bytes) {
+					t.Errorf("the TLS listener serves another certificate than %s", tc.certFile)
+				}
+			}
+
+			body := `{"client_id":"demo-client","client_secret":"demo-secret","grant_type":"client_credentials"}`
+			resp, err := c.Post(base+idp.TokenPath, "application/json", strings.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var tr struct {
+				AccessToken string `json:"access_token"`
+				TokenType   string `json:"token_type"`
+			}
+			if err := json.NewDecoder(resp.Body).Decode(&tr); err != nil || resp.StatusCode != http.StatusOK || tr.TokenType != "Bearer" {
+				t.Fatalf("token over TLS: status %d, type %q, %v", resp.StatusCode, tr.TokenType, err)
+			}
+			claims := jwt.MapClaims{}
+			if _, _, err := jwt.NewParser().ParseUnverified(tr.AccessToken, claims); err != nil {
+				t.Fatal(err)
+			}
+			if cnf, _ := claims["cnf"].(map[string]any); cnf["x5t#S256"] != wantX5t {
+				t.Errorf("cnf = %v, want x5t#S256 %s", claims["cnf"], wantX5t)
+			}
+		})
 	}
 }

@@ -112,6 +112,16 @@ type Config struct {
 	// KeyBits is the RSA modulus size of generated keys, 2048 to 8192.
 	// Defaults to 2048.
 	KeyBits int
+	// MTLSBaseURL is the https URL at which the issuer's own TLS listener,
+	// one that asks for client certificates, is reached (cmd/demo-idp
+	// --tls-addr), such as https://localhost:9443; empty when it has none.
+	// Setting it advertises tls_client_certificate_bound_access_tokens in
+	// discovery (RFC 8705 §3.3) and, when it differs from Issuer, the token
+	// endpoint under it as mtls_endpoint_aliases (RFC 8705 §5), which a DPoP
+	// proof sent over TLS must then name as its htu. A token requested over
+	// TLS with a client certificate is bound to that certificate whether or
+	// not this is set.
+	MTLSBaseURL string
 	// RotationPublishDelay is how long a key added by Rotate is listed in
 	// the JWKS before it signs tokens. Defaults to
 	// DefaultRotationPublishDelay (see there for why); a negative value

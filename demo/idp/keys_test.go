@@ -5,6 +5,7 @@ import (
 	"crypto/rsa"
 	"encoding/json"
 	"errors"
+	"maps"
 	"net/http"
 	"slices"
 	"sync"
@@ -92,15 +93,29 @@ func TestDiscovery(t *testing.T) {
 	tests := []struct {
 		name   string
 		issuer string
+		mtls   string // Config.MTLSBaseURL
 		base   string
+		// wantMTLS are the RFC 8705 members expected besides the others.
+		wantMTLS map[string]any
 	}{
 		{name: "default", issuer: "", base: "http://localhost:9000"},
 		{name: "path with trailing slash", issuer: "https://idp.example.com/tenant/", base: "https://idp.example.com/tenant"},
 		{name: "loopback port", issuer: "http://127.0.0.1:18000", base: "http://127.0.0.1:18000"},
+		{
+			name: "TLS listener beside the issuer", mtls: "https://localhost:9443", base: "http://localhost:9000",
+			wantMTLS: map[string]any{
+				"tls_client_certificate_bound_access_tokens": true,
+				"mtls_endpoint_aliases":                      map[string]any{"token_endpoint": "https://localhost:9443/oauth2/m2m/token"},
+			},
+		},
+		{
+			name: "the issuer is the TLS listener", issuer: "https://localhost:9443", mtls: "https://localhost:9443/", base: "https://localhost:9443",
+			wantMTLS: map[string]any{"tls_client_certificate_bound_access_tokens": true},
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			s, _ := newTestServer(t, Config{Issuer: tc.issuer})
+			s, _ := newTestServer(t, Config{Issuer: tc.issuer, MTLSBaseURL: tc.mtls})
 			w := do(s.Handler(), http.MethodGet, DiscoveryPath, "", "", nil)
 			if w.Code != http.StatusOK {
 				t.Fatalf("status = %d, want 200", w.Code)
@@ -117,7 +132,9 @@ func TestDiscovery(t *testing.T) {
 				"id_token_signing_alg_values_supported": []any{"RS256"},
 				"token_endpoint_auth_methods_supported": []any{"client_secret_basic", "client_secret_post"},
 				"scopes_supported":                      []any{"admin", "read:messages"},
+				"dpop_signing_alg_values_supported":     []any{"ES256", "RS256", "PS256", "EdDSA"},
 			}
+			maps.Copy(want, tc.wantMTLS)
 			wb, _ := json.Marshal(want)
 			gb, _ := json.Marshal(got)
 			if string(gb) != string(wb) {

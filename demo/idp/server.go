@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/extauthz/extauthz/dpop"
 )
 
 // Route paths, relative to the issuer.
@@ -30,6 +32,7 @@ const (
 // Server is the demo issuer. It is safe for concurrent use.
 type Server struct {
 	issuer       string
+	mtlsBase     string // Config.MTLSBaseURL
 	audiences    []string
 	clients      map[string]*client
 	tokenTTL     time.Duration
@@ -38,6 +41,7 @@ type Server struct {
 	retireMargin time.Duration
 	now          func() time.Time
 	log          *slog.Logger
+	dpop         *dpop.Verifier // DPoP proofs at the token endpoint
 	discovery    []byte
 
 	mu   sync.Mutex
@@ -60,6 +64,7 @@ type client struct {
 func New(cfg Config) (*Server, error) {
 	s := &Server{
 		issuer:       cmpOr(cfg.Issuer, DefaultIssuer),
+		mtlsBase:     cfg.MTLSBaseURL,
 		audiences:    slices.Clone(cfg.Audiences),
 		tokenTTL:     cmpOr(cfg.TokenTTL, DefaultTokenTTL).Truncate(time.Second),
 		keyBits:      cmpOr(cfg.KeyBits, DefaultKeyBits),
@@ -76,6 +81,12 @@ func New(cfg Config) (*Server, error) {
 	}
 	if err := checkIssuer(s.issuer); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	if s.mtlsBase != "" {
+		if err := checkIssuer(s.mtlsBase); err != nil || !strings.HasPrefix(s.mtlsBase, "https://") {
+			return nil, fmt.Errorf("%w: MTLS base URL %q must be an absolute https URL without user info, query or fragment",
+				ErrInvalidConfig, s.mtlsBase)
+		}
 	}
 	if len(s.audiences) == 0 {
 		s.audiences = []string{DefaultAudience}
@@ -121,6 +132,11 @@ func New(cfg Config) (*Server, error) {
 			tokenTTL:   c.TokenTTL.Truncate(time.Second),
 		}
 	}
+	v, err := newDPoPVerifier(s.now)
+	if err != nil {
+		return nil, fmt.Errorf("idp: dpop verifier: %w", err)
+	}
+	s.dpop = v
 	disc, err := json.Marshal(s.discoveryDocument())
 	if err != nil {
 		return nil, fmt.Errorf("idp: marshal discovery: %w", err)
@@ -172,6 +188,16 @@ func (s *Server) Issuer() string { return s.issuer }
 // endpoint builds an absolute URL for a route under the issuer.
 func (s *Server) endpoint(path string) string {
 	return strings.TrimSuffix(s.issuer, "/") + path
+}
+
+// tokenEndpoint is the token endpoint's URL as the issuer publishes it for a
+// request that came over TLS or not: under Config.MTLSBaseURL for one over
+// TLS when that is set, else under the issuer.
+func (s *Server) tokenEndpoint(overTLS bool) string {
+	if overTLS && s.mtlsBase != "" {
+		return strings.TrimSuffix(s.mtlsBase, "/") + TokenPath
+	}
+	return s.endpoint(TokenPath)
 }
 
 // Handler returns the public routes: the token endpoint, the JWKS and the
@@ -233,7 +259,8 @@ func (s *Server) serveJWKS(w http.ResponseWriter, r *http.Request) {
 }
 
 // discovery is the subset of RFC 8414 / OpenID Connect Discovery metadata
-// that applies to an issuer with only a client credentials token endpoint.
+// that applies to an issuer with only a client credentials token endpoint,
+// with the sender-constraint metadata of RFC 9449 §5.1 and RFC 8705 §3.3, §5.
 type discovery struct {
 	Issuer                           string   `json:"issuer"`
 	JWKSURI                          string   `json:"jwks_uri"`
@@ -242,6 +269,16 @@ type discovery struct {
 	IDTokenSigningAlgValuesSupported []string `json:"id_token_signing_alg_values_supported"`
 	TokenEndpointAuthMethods         []string `json:"token_endpoint_auth_methods_supported"`
 	ScopesSupported                  []string `json:"scopes_supported"`
+	DPoPSigningAlgValuesSupported    []string `json:"dpop_signing_alg_values_supported"`
+	// Advertised only when the issuer has a TLS listener (Config.MTLSBaseURL).
+	TLSClientCertificateBoundTokens bool         `json:"tls_client_certificate_bound_access_tokens,omitempty"`
+	MTLSEndpointAliases             *mtlsAliases `json:"mtls_endpoint_aliases,omitempty"`
+}
+
+// mtlsAliases are the endpoints a client using mutual TLS calls instead
+// (RFC 8705 §5): the token endpoint of the TLS listener.
+type mtlsAliases struct {
+	TokenEndpoint string `json:"token_endpoint"`
 }
 
 func (s *Server) discoveryDocument() discovery {
@@ -250,6 +287,10 @@ func (s *Server) discoveryDocument() discovery {
 		scopes = append(scopes, c.scopes...)
 	}
 	slices.Sort(scopes)
+	var aliases *mtlsAliases
+	if alias := s.tokenEndpoint(true); alias != s.endpoint(TokenPath) {
+		aliases = &mtlsAliases{TokenEndpoint: alias}
+	}
 	return discovery{
 		Issuer:                           s.issuer,
 		JWKSURI:                          s.endpoint(JWKSPath),
@@ -258,6 +299,9 @@ func (s *Server) discoveryDocument() discovery {
 		IDTokenSigningAlgValuesSupported: []string{"RS256"},
 		TokenEndpointAuthMethods:         []string{"client_secret_basic", "client_secret_post"},
 		ScopesSupported:                  append([]string{}, slices.Compact(scopes)...),
+		DPoPSigningAlgValuesSupported:    s.dpop.Algorithms(),
+		TLSClientCertificateBoundTokens:  s.mtlsBase != "",
+		MTLSEndpointAliases:              aliases,
 	}
 }
 

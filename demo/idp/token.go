@@ -17,9 +17,9 @@ import (
 )
 
 // OAuth 2.0 error codes this server answers with (RFC 6749 §5.2, RFC 8707
-// §2). invalid_grant and unauthorized_client are never produced: the only
-// grant is client_credentials, it has no grant to be invalid, and every
-// registered client may use it.
+// §2, RFC 9449 §5). invalid_grant and unauthorized_client are never
+// produced: the only grant is client_credentials, it has no grant to be
+// invalid, and every registered client may use it.
 const (
 	ErrCodeInvalidRequest       = "invalid_request"
 	ErrCodeInvalidClient        = "invalid_client"
@@ -27,6 +27,7 @@ const (
 	ErrCodeInvalidScope         = "invalid_scope"
 	ErrCodeInvalidTarget        = "invalid_target"
 	ErrCodeServerError          = "server_error"
+	ErrCodeInvalidDPoPProof     = "invalid_dpop_proof"
 )
 
 // basicRealm is the challenge sent with invalid_client when the client
@@ -77,11 +78,14 @@ type tokenResponse struct {
 // in this order, the first failure answering: method (405), request syntax
 // (invalid_request), client authentication (invalid_client), grant_type
 // (invalid_request when missing, else unsupported_grant_type), audience
-// (invalid_target), scope (invalid_scope). Authentication comes before the
-// grant so that an unauthenticated caller learns nothing about what the
-// server supports. Missing credentials are invalid_client, not
-// invalid_request, because §5.2 lists "no client authentication included"
-// under invalid_client.
+// (invalid_target), scope (invalid_scope), DPoP proof (invalid_dpop_proof).
+// Authentication comes before the grant so that an unauthenticated caller
+// learns nothing about what the server supports. The proof comes last so
+// that only a request that would otherwise get a token spends it (its jti
+// is remembered) and an unauthenticated caller cannot fill the replay
+// cache. Missing credentials are invalid_client, not invalid_request,
+// because §5.2 lists "no client authentication included" under
+// invalid_client.
 func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		writeMethodNotAllowed(w, http.MethodPost)
@@ -148,7 +152,14 @@ func (s *Server) grant(r *http.Request, c *client, req tokenRequest) (tokenRespo
 		}
 	}
 
+	b, terr := s.bind(r)
+	if terr != nil {
+		return tokenResponse{}, terr
+	}
 	claims := s.DefaultClaims(c.id, aud, scopes...)
+	if cnf := b.cnf(); cnf != nil {
+		claims["cnf"] = cnf
+	}
 	tok, err := s.sign(r.Context(), claims)
 	if err != nil {
 		s.log.LogAttrs(r.Context(), slog.LevelError, "sign failed", slog.Any("error", err))
@@ -157,10 +168,11 @@ func (s *Server) grant(r *http.Request, c *client, req tokenRequest) (tokenRespo
 	}
 	s.log.LogAttrs(r.Context(), slog.LevelInfo, "token issued",
 		slog.String("client_id", c.id), slog.String("aud", aud),
-		slog.String("scope", strings.Join(scopes, " ")), slog.Any("jti", claims["jti"]))
+		slog.String("scope", strings.Join(scopes, " ")), slog.Any("jti", claims["jti"]),
+		slog.String("token_type", b.tokenType()), slog.Bool("certificate_bound", b.x5tS256 != ""))
 	return tokenResponse{
 		AccessToken: tok,
-		TokenType:   "Bearer",
+		TokenType:   b.tokenType(),
 		ExpiresIn:   claims["exp"].(int64) - claims["iat"].(int64),
 		Scope:       strings.Join(scopes, " "),
 	}, nil

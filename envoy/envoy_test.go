@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -19,6 +20,7 @@ import (
 	headermutationv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/header_mutation/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
@@ -707,5 +709,51 @@ func TestStandinRendersAccessLogFormats(t *testing.T) {
 			}
 			p.Close()
 		})
+	}
+}
+
+// TestREADMEDownstreamMTLS: the README's TLS listener for certificate-bound
+// tokens is a DownstreamTlsContext Envoy accepts: it decodes with unknown
+// fields refused, passes Envoy's validation, asks for a client certificate
+// without requiring one, and accepts self-signed ones.
+func TestREADMEDownstreamMTLS(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const marker = "<!-- envoy-downstream-mtls -->\n```yaml\n"
+	_, rest, ok := strings.Cut(string(readme), marker)
+	if !ok {
+		t.Fatalf("README has no %q block", strings.TrimSpace(marker))
+	}
+	block, _, ok := strings.Cut(rest, "```")
+	if !ok {
+		t.Fatal("the README's block does not end")
+	}
+	js, err := yaml.YAMLToJSON([]byte(block))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The block is a listener filter chain's transport_socket.
+	var fc listenerv3.FilterChain
+	if err := protojson.Unmarshal(js, &fc); err != nil {
+		t.Fatalf("filter chain: %v", err)
+	}
+	if err := fc.GetTransportSocket().ValidateAll(); err != nil {
+		t.Fatalf("transport_socket: %v", err)
+	}
+	tlsCtx, err := unpack[*tlsv3.DownstreamTlsContext](fc.GetTransportSocket().GetTypedConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tlsCtx.ValidateAll(); err != nil {
+		t.Fatalf("DownstreamTlsContext: %v", err)
+	}
+	if tlsCtx.GetRequireClientCertificate().GetValue() {
+		t.Error("require_client_certificate is true: clients with bearer tokens could not connect")
+	}
+	vc := tlsCtx.GetCommonTlsContext().GetValidationContext()
+	if vc.GetTrustChainVerification() != tlsv3.CertificateValidationContext_ACCEPT_UNTRUSTED {
+		t.Errorf("trust_chain_verification = %v, want ACCEPT_UNTRUSTED (self-signed client certificates, RFC 8705 §2.2)", vc.GetTrustChainVerification())
 	}
 }

@@ -174,6 +174,9 @@ func (s *Server) decide(ctx context.Context, r Request) (Decision, findings) {
 	default:
 		d = s.deny(f.v.reason, rt.scopes)
 	}
+	if tok.dpop && f.v.reason == Allowed && !d.Allowed() {
+		d = s.dpopScheme(d, f.bind.p) // a DPoP request's 403 speaks DPoP (RFC 9449 §7.1)
+	}
 	d.Provider = f.v.provider
 	if tr != nil {
 		if f.v.reason == Allowed {

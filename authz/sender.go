@@ -282,3 +282,15 @@ func newReplayCache(window time.Duration, size int, prev *Server) *dpop.ReplayCa
 	}
 	return dpop.NewReplayCache(window, size)
 }
+
+// dpopScheme turns the Bearer challenge of a denial of a DPoP request whose
+// token was bound to it (a scope or policy denial) into the DPoP scheme's,
+// with the provider's algorithms (RFC 9449 §7.1).
+func (s *Server) dpopScheme(d Decision, p *provider) Decision {
+	bearer := fmt.Sprintf(`Bearer realm="%s"`, s.realm)
+	if p == nil || !strings.HasPrefix(d.WWWAuthenticate, bearer) {
+		return d
+	}
+	d.WWWAuthenticate = fmt.Sprintf(`DPoP algs="%s"`, p.sender.algs) + d.WWWAuthenticate[len(bearer):]
+	return d
+}

@@ -370,6 +370,13 @@ func TestSenderDPoP(t *testing.T) {
 			status: 200, reason: Public,
 		},
 		{
+			name: "a DPoP token without the scope: a DPoP challenge",
+			req: func(t *testing.T) bindReq {
+				return bindReq{path: "/admin", auth: dpopScheme + bound, proofs: []string{mustProof(t, alice, "GET", "https://"+bindHost+"/admin", bound, "")}}
+			},
+			status: 403, reason: InsufficientScope, www: dpopAlgs + `, error="insufficient_scope", error_description="Insufficient scope", scope="admin"`,
+		},
+		{
 			name:   "cnf that is not an object",
 			req:    func(t *testing.T) bindReq { return bindReq{auth: "Bearer " + boundTo(t, map[string]any{"jkt": 7})} },
 			status: 401, reason: InvalidClaims,

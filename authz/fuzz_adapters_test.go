@@ -25,6 +25,8 @@ func FuzzCheck(f *testing.F) {
 		{"/admin", "Bearer " + valid, "x-jwt-payload", "forged"},
 		{"/public/%2e%2e/admin", "bearer " + valid, "", ""},
 		{"", "Bearer ", ":path", "/public"},
+		{"/protected", "DPoP " + valid, "dpop", "eyJ0eXAiOiJkcG9wK2p3dCJ9.e30.c2ln"},
+		{"/protected", "DPoP " + valid, "x-forwarded-client-cert", "Hash=00"},
 	} {
 		f.Add(s[0], s[1], s[2], s[3], false)
 		f.Add(s[0], s[1], s[2], s[3], true)

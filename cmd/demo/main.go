@@ -240,7 +240,14 @@ curl --request GET \
   --header "Authorization: Bearer $TOKEN"
 
    Without the header it answers 401; /admin answers 403 for demo-client
-   and 200 for admin-client / admin-secret. Ctrl-C stops everything.
+   and 200 for admin-client / admin-secret.
+
+4. A DPoP-bound token (RFC 9449), which curl cannot make proofs for:
+
+go run ./cmd/demo-client --issuer %[1]s %[2]s/protected
+go run ./cmd/demo-client --issuer %[1]s --replay %[2]s/protected
+
+   The replayed proof answers 401 invalid_dpop_proof. Ctrl-C stops everything.
 
 `, issuer, api, lis.grpc.Addr(), lis.http.Addr(), lis.admin.Addr(), lis.backend.Addr(),
 		strings.TrimPrefix(issuer, "http://"), o.audience, body)

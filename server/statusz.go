@@ -5,11 +5,14 @@ package server
 // Nothing secret: no token, no claim value, no credential.
 
 import (
+	"cmp"
 	"encoding/json"
 	"net/http"
 	"slices"
 	"time"
 
+	"github.com/extauthz/extauthz/authz"
+	"github.com/extauthz/extauthz/config"
 	"github.com/extauthz/extauthz/internal/redact"
 	"github.com/extauthz/extauthz/jwks"
 )
@@ -52,6 +55,10 @@ type statusProvider struct {
 	AgeSeconds  float64        `json:"age_seconds,omitempty"`
 	NextRefresh *time.Time     `json:"next_refresh,omitempty"`
 	RetryAfter  *time.Time     `json:"retry_after,omitempty"`
+	// SenderConstraint is optional, required or off; DPoPNonce: proofs
+	// need server nonces.
+	SenderConstraint string `json:"sender_constraint"`
+	DPoPNonce        bool   `json:"dpop_nonce"`
 }
 
 type statusCache struct {
@@ -88,8 +95,10 @@ func (s *Server) serveStatus(w http.ResponseWriter, _ *http.Request) {
 		p.Config.Source, p.Config.SHA256 = g.cfg.File, g.cfg.FileSHA256
 	}
 	issuers := map[string]string{} // cache name -> issuer
+	senders := map[string]config.Provider{}
 	for _, pr := range g.cfg.Providers {
 		issuers[pr.Name] = pr.Issuer
+		senders[pr.Name] = pr
 	}
 	for _, c := range g.caches {
 		st := c.Status()
@@ -99,6 +108,9 @@ func (s *Server) serveStatus(w http.ResponseWriter, _ *http.Request) {
 		if sp.Keys == nil {
 			sp.Keys = []jwks.KeyInfo{}
 		}
+		pr := senders[c.Name()]
+		sp.SenderConstraint = cmp.Or(pr.SenderConstraint, authz.SenderOptional)
+		sp.DPoPNonce = pr.DPoP.Nonce
 		if st.LastError != nil {
 			sp.LastError = st.LastError.Error()
 		}

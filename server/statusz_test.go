@@ -55,6 +55,7 @@ func TestStatusz(t *testing.T) {
 			KeySetURL string `json:"key_set_url"`
 			Ready     bool   `json:"ready"`
 			Source    string `json:"source"`
+			Sender    string `json:"sender_constraint"`
 			Keys      []struct {
 				KID  string `json:"kid"`
 				Bits int    `json:"bits"`
@@ -77,7 +78,7 @@ func TestStatusz(t *testing.T) {
 		t.Errorf("build/config: %+v", st)
 	}
 	if len(st.Providers) != 1 || st.Providers[0].Issuer != testIssuer || !st.Providers[0].Ready || st.Providers[0].Source != "fetch" ||
-		len(st.Providers[0].Keys) != 1 || st.Providers[0].Keys[0].KID != "k0" || st.Providers[0].Keys[0].Bits != 2048 {
+		st.Providers[0].Sender != "optional" || len(st.Providers[0].Keys) != 1 || st.Providers[0].Keys[0].KID != "k0" || st.Providers[0].Keys[0].Bits != 2048 {
 		t.Errorf("providers: %+v", st.Providers)
 	}
 	if st.TokenCache.Entries != 1 || st.TokenCache.HitRatio <= 0.5 {

@@ -25,7 +25,8 @@ import (
 type ExplainRequest struct {
 	Method, Path, Host string
 	// Headers are extra request headers (lower-case names), for
-	// conditions and look-alike removal.
+	// conditions and look-alike removal; a "dpop" header is the token's
+	// DPoP proof (the token then goes with the DPoP scheme).
 	Headers map[string]string
 	// Token is the bearer token, "" for a request without one.
 	Token string
@@ -93,6 +94,11 @@ func Explain(ctx context.Context, cfg *config.Config, req ExplainRequest, opts T
 	}
 	if req.Token != "" {
 		r.Authorization = []string{"Bearer " + req.Token}
+		if proof := req.Headers["dpop"]; proof != "" {
+			// A DPoP proof given as a header: the token goes with the
+			// DPoP scheme, as its client sends it.
+			r.Authorization, r.DPoP = []string{"DPoP " + req.Token}, []string{proof}
+		}
 	}
 	d := s.Authz().Decide(ctx, r)
 

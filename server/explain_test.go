@@ -53,6 +53,7 @@ func TestExplainAgreesWithTheServer(t *testing.T) {
 		{name: "insufficient scope", path: "/admin", token: mint(t, k, with("scope", "read")), want: "insufficient_scope"},
 		{name: "scope through dot segments", path: "/public/%2e%2e/admin", token: mint(t, k, with()), want: "insufficient_scope"},
 		{name: "no exp", path: "/api", token: mint(t, k, with("exp", nil)), want: "invalid_claims"},
+		{name: "DPoP-bound token as a bearer token", path: "/api", token: mint(t, k, with("cnf", map[string]any{"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"})), want: "dpop_binding_mismatch"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

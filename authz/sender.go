@@ -202,7 +202,11 @@ func (s *Server) bind(r Request, tok found, v *verified) (b binding) {
 func (s *Server) proof(r Request, token string, sc *sender) (dpop.Proof, Reason, string, error) {
 	if len(r.DPoP) != 1 || strings.ContainsRune(r.DPoP[0], ',') {
 		// A proof never holds a comma: Envoy joins repeated headers with one.
-		return dpop.Proof{}, DPoPInvalid, msgOneProof, fmt.Errorf("%d DPoP headers", len(r.DPoP))
+		err := fmt.Errorf("%d DPoP headers", len(r.DPoP))
+		if len(r.DPoP) == 1 {
+			err = errors.New("a DPoP header holding several proofs (repeated headers the proxy joined)")
+		}
+		return dpop.Proof{}, DPoPInvalid, msgOneProof, err
 	}
 	uri, err := htu(r, sc.base)
 	if err != nil {

@@ -1,10 +1,10 @@
 // Package integration owns the end-to-end tests of the project: the real
-// binaries (cmd/extauthz, cmd/demo-idp, cmd/demo-backend), built once per
-// test run, run as separate processes on 127.0.0.1 and driven through the
-// guide's flow behind three kinds of front: the Envoy stand-in (package
-// standin, in the test process, talking gRPC to the extauthz process), a real
-// nginx and a real Caddy (rendered from deploy/proxyconf, talking to the HTTP
-// forward-auth port).
+// binaries (cmd/extauthz, cmd/demo-idp, cmd/demo-backend, cmd/demo-client),
+// built once per test run, run as separate processes on 127.0.0.1 and
+// driven through the guide's flow behind three kinds of front: the Envoy
+// stand-in (package standin, in the test process, talking gRPC to the
+// extauthz process), a real nginx and a real Caddy (rendered from
+// deploy/proxyconf, talking to the HTTP forward-auth port).
 //
 // The package has no code of its own; everything is in package
 // integration_test, so that `go test ./...` runs it with nothing installed but
@@ -27,7 +27,12 @@
 // backend unless the provider has forward_token: true (a second stack), named
 // policies chosen by the stand-in's routes (the "envoy-yaml" stand-in takes
 // its routes and access log format from envoy/envoy.yaml), and the subject in
-// that access log, from ext_authz's dynamic metadata.
+// that access log, from ext_authz's dynamic metadata. Sender-constrained
+// tokens (sender_test.go): DPoP-bound and certificate-bound tokens from the
+// demo issuer (its TLS listener for the latter) behind the stand-in, over
+// TLS with include_peer_certificate too, with fresh, replayed and wrong
+// proofs, server nonces, a provider requiring bound tokens, the real demo
+// client, and DPoP through nginx and Caddy.
 //
 // Between the fronts and the demo backend sits a recording reverse proxy in
 // the test process (the tap), so a test can tell exactly which requests, with

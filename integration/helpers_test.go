@@ -72,14 +72,23 @@ func (s *stack) rotate(ctx context.Context) (string, error) {
 }
 
 func post(ctx context.Context, target, contentType, body string) (int, []byte, error) {
+	h := http.Header{}
+	if contentType != "" {
+		h.Set("Content-Type", contentType)
+	}
+	return postWith(ctx, client, target, h, body)
+}
+
+// postWith posts body to target with header (nil for none) through c.
+func postWith(ctx context.Context, c *http.Client, target string, header http.Header, body string) (int, []byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, strings.NewReader(body))
 	if err != nil {
 		return 0, nil, err
 	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
+	if header != nil {
+		req.Header = header.Clone()
 	}
-	resp, err := client.Do(req)
+	resp, err := c.Do(req)
 	if err != nil {
 		return 0, nil, err
 	}

@@ -171,32 +171,43 @@ func (h *hydra) kids(ctx context.Context) ([]string, error) {
 // returns the gRPC check address.
 func startAuthz(ctx context.Context, t *testing.T, dir, conf string) (grpcAddr string, p *proc) {
 	t.Helper()
+	s := startAuthzNamed(ctx, t, "extauthz", dir, conf)
+	return s.authzGRPC, s.authz
+}
+
+// startAuthzNamed is startAuthz for a process called name in the test's
+// logs. It returns a stack holding only the server: its process and its
+// gRPC, HTTP and admin addresses.
+func startAuthzNamed(ctx context.Context, t *testing.T, name, dir, conf string) *stack {
+	t.Helper()
 	path := writeFile(t, filepath.Join(dir, "extauthz.yaml"), conf)
-	p = startProc(t, "extauthz", dir, childEnv(), bins.extauthz,
+	s := &stack{dir: dir}
+	s.authz = startProc(t, name, dir, childEnv(), bins.extauthz,
 		"--config", path,
 		"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
 		"--log-format", "json")
-	m, err := p.waitJSON(ctx, "extauthz listening", nil)
+	m, err := s.authz.waitJSON(ctx, "extauthz listening", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	grpcAddr, err = loopbackAddr(m["grpc"])
-	if err != nil {
-		t.Fatalf("extauthz grpc: %v", err)
+	for _, a := range []struct {
+		dst *string
+		key string
+	}{{&s.authzGRPC, "grpc"}, {&s.authzHTTP, "http"}, {&s.authzAdminURL, "admin"}} {
+		if *a.dst, err = loopbackAddr(m[a.key]); err != nil {
+			t.Fatalf("%s %s: %v", name, a.key, err)
+		}
 	}
-	admin, err := loopbackAddr(m["admin"])
-	if err != nil {
-		t.Fatalf("extauthz admin: %v", err)
-	}
+	s.authzAdminURL = "http://" + s.authzAdminURL
 	var last reply
 	if err := poll(ctx, 50*time.Millisecond, func() (bool, error) {
-		r, err := send(ctx, http.MethodGet, "http://"+admin+"/readyz", nil)
+		r, err := send(ctx, http.MethodGet, s.authzAdminURL+"/readyz", nil)
 		last = r
 		return err == nil && r.status == http.StatusOK, err
 	}); err != nil {
-		t.Fatalf("extauthz /readyz never answered 200: %v (last: %d %s)", err, last.status, snippet(last.body))
+		t.Fatalf("%s /readyz never answered 200: %v (last: %d %s)", name, err, last.status, snippet(last.body))
 	}
-	return grpcAddr, p
+	return s
 }
 
 // TestHydra: tokens from a real OpenID provider, Ory Hydra, verified by the
@@ -279,14 +290,7 @@ func TestHydra(t *testing.T) {
 	}
 
 	// The server: one provider, found through discovery.
-	backendAddr, err := backend.waitJSON(ctx, "listening", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	backendURL, err := loopbackAddr(backendAddr["addr"])
-	if err != nil {
-		t.Fatal(err)
-	}
+	backendURL := backend.listenAddr(ctx, t, "")
 	conf := fmt.Sprintf(`providers:
   - name: hydra
     issuer: %s

@@ -15,13 +15,13 @@ import (
 
 // bins holds the paths of the binaries TestMain built.
 var bins struct {
-	extauthz, idp, backend string
+	extauthz, idp, backend, client string
 }
 
 // skipAll is why every test skips ("" when they run).
 var skipAll string
 
-// TestMain builds the three binaries once, with the go command of the
+// TestMain builds the four binaries once, with the go command of the
 // toolchain running the tests, from the module root found by `go env GOMOD`.
 // With -race the binaries get -race too: the build cache already holds the
 // race-instrumented packages the test binary was built from, so this costs
@@ -70,7 +70,7 @@ func build(dir string) error {
 	if raceEnabled {
 		args = append(args, "-race")
 	}
-	args = append(args, "./cmd/extauthz", "./cmd/demo-idp", "./cmd/demo-backend")
+	args = append(args, "./cmd/extauthz", "./cmd/demo-idp", "./cmd/demo-backend", "./cmd/demo-client")
 	cmd := exec.CommandContext(ctx, goTool(), args...)
 	cmd.Dir = root
 	start := time.Now()
@@ -83,6 +83,7 @@ func build(dir string) error {
 	bins.extauthz = filepath.Join(dir, "extauthz")
 	bins.idp = filepath.Join(dir, "demo-idp")
 	bins.backend = filepath.Join(dir, "demo-backend")
+	bins.client = filepath.Join(dir, "demo-client")
 	return nil
 }
 

@@ -301,6 +301,21 @@ func (p *proc) waitJSON(ctx context.Context, msg string, accept func(map[string]
 	return got, err
 }
 
+// listenAddr waits for p's "listening" log line of listener (any, for
+// "") and returns its address, which must be on 127.0.0.1.
+func (p *proc) listenAddr(ctx context.Context, t *testing.T, listener string) string {
+	t.Helper()
+	m, err := p.waitJSON(ctx, "listening", func(m map[string]any) bool { return listener == "" || m["listener"] == listener })
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, err := loopbackAddr(m["addr"])
+	if err != nil {
+		t.Fatalf("%s: %v", p.name, err)
+	}
+	return addr
+}
+
 // loopbackAddr checks that a logged listen address is on 127.0.0.1.
 func loopbackAddr(v any) (string, error) {
 	s, _ := v.(string)

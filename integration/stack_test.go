@@ -2,6 +2,7 @@ package integration_test
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -236,21 +237,9 @@ func newStackWith(t *testing.T, opts stackOptions) *stack {
 	s.backend = startProc(t, "demo-backend", backendDir, env, bins.backend,
 		"--addr", "127.0.0.1:0", "--log-format", "json")
 
-	addrOf := func(p *proc, listener string) string {
-		t.Helper()
-		m, err := p.waitJSON(ctx, "listening", func(m map[string]any) bool { return listener == "" || m["listener"] == listener })
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr, err := loopbackAddr(m["addr"])
-		if err != nil {
-			t.Fatalf("%s: %v", p.name, err)
-		}
-		return addr
-	}
-	s.idpURL = "http://" + addrOf(s.idp, "public")
-	s.idpAdminURL = "http://" + addrOf(s.idp, "admin")
-	s.backendURL = "http://" + addrOf(s.backend, "")
+	s.idpURL = "http://" + s.idp.listenAddr(ctx, t, "public")
+	s.idpAdminURL = "http://" + s.idp.listenAddr(ctx, t, "admin")
+	s.backendURL = "http://" + s.backend.listenAddr(ctx, t, "")
 	if _, err := s.idp.waitJSON(ctx, "demo issuer ready", nil); err != nil {
 		t.Fatal(err)
 	}
@@ -321,23 +310,35 @@ func newStackWith(t *testing.T, opts stackOptions) *stack {
 		s.startCaddy(ctx, t),
 	}
 	for _, f := range s.fronts {
-		if f.skip != "" {
-			continue
-		}
-		if err := poll(ctx, 50*time.Millisecond, func() (bool, error) {
-			r, err := send(ctx, http.MethodGet, f.url+"/public", nil)
-			return err == nil && r.status == http.StatusOK, err
-		}); err != nil {
-			t.Fatalf("front %s never served /public: %v", f.name, err)
+		if f.skip == "" {
+			f.waitPublic(ctx, t)
 		}
 	}
 	return s
+}
+
+// waitPublic waits until f serves /public.
+func (f *front) waitPublic(ctx context.Context, t *testing.T) {
+	t.Helper()
+	if err := poll(ctx, 50*time.Millisecond, func() (bool, error) {
+		r, err := send(ctx, http.MethodGet, f.url+"/public", nil)
+		return err == nil && r.status == http.StatusOK, err
+	}); err != nil {
+		t.Fatalf("front %s never served /public: %v", f.name, err)
+	}
 }
 
 // startStandin runs an Envoy stand-in in the test process, checking with
 // the extauthz process over gRPC and forwarding to the tap. With an
 // AccessLogFormat, its access log goes to the front's access.
 func (s *stack) startStandin(t *testing.T, name string, cfg standin.Config) *front {
+	t.Helper()
+	return s.startStandinTLS(t, name, cfg, nil)
+}
+
+// startStandinTLS is startStandin serving TLS with tc (an https front),
+// or plain HTTP when tc is nil.
+func (s *stack) startStandinTLS(t *testing.T, name string, cfg standin.Config, tc *tls.Config) *front {
 	t.Helper()
 	logs := newLineLog()
 	reportOnFailure(t, name, logs)
@@ -359,6 +360,10 @@ func (s *stack) startStandin(t *testing.T, name string, cfg standin.Config) *fro
 	if err != nil {
 		t.Fatal(err)
 	}
+	scheme := "http"
+	if tc != nil {
+		lis, scheme = tls.NewListener(lis, tc), "https"
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Serve(ctx, lis) }()
@@ -373,7 +378,7 @@ func (s *stack) startStandin(t *testing.T, name string, cfg standin.Config) *fro
 	if status == 0 {
 		status = http.StatusForbidden
 	}
-	return &front{name: name, url: "http://" + lis.Addr().String(), downStatus: status, denyBody: true, log: logs, access: access}
+	return &front{name: name, url: scheme + "://" + lis.Addr().String(), downStatus: status, denyBody: true, log: logs, access: access}
 }
 
 // startNginx runs the real nginx with deploy/nginx rendered for this
@@ -550,6 +555,11 @@ var client = &http.Client{
 // exact spelling given, so a test can send x-jwt-sub and X-JWT-SUB as
 // separate header lines; a "Host" key sets the Host header.
 func send(ctx context.Context, method, target string, header http.Header) (reply, error) {
+	return sendWith(ctx, client, method, target, header)
+}
+
+// sendWith is send through c.
+func sendWith(ctx context.Context, c *http.Client, method, target string, header http.Header) (reply, error) {
 	req, err := http.NewRequestWithContext(ctx, method, target, nil)
 	if err != nil {
 		return reply{}, err
@@ -561,7 +571,7 @@ func send(ctx context.Context, method, target string, header http.Header) (reply
 		}
 		req.Header[k] = v
 	}
-	resp, err := client.Do(req)
+	resp, err := c.Do(req)
 	if err != nil {
 		return reply{}, err
 	}

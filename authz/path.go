@@ -5,6 +5,8 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/text/unicode/norm"
+
+	"github.com/extauthz/extauthz/internal/uripath"
 )
 
 // readings returns two readings of a request target: strict, the path as a
@@ -194,32 +196,7 @@ func collapseSlashes(s string) string {
 
 // resolveDots removes "." and ".." segments (RFC 3986 §5.2.4). The result
 // starts with "/", and ".." never climbs above the root.
-func resolveDots(p string) string {
-	if !strings.Contains(p, ".") {
-		return p
-	}
-	segs := strings.Split(p, "/")[1:]
-	out := make([]string, 0, len(segs))
-	for i, seg := range segs {
-		last := i == len(segs)-1
-		switch seg {
-		case ".":
-			if last {
-				out = append(out, "")
-			}
-		case "..":
-			if len(out) > 0 {
-				out = out[:len(out)-1]
-			}
-			if last {
-				out = append(out, "")
-			}
-		default:
-			out = append(out, seg)
-		}
-	}
-	return "/" + strings.Join(out, "/")
-}
+func resolveDots(p string) string { return uripath.RemoveDots(p) }
 
 // MaxSlowPathBytes bounds a path (query excluded) that needs more than one
 // reading (escapes, dot segments, backslashes, parameters, repeated

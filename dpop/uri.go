@@ -4,6 +4,8 @@ import (
 	"errors"
 	"net/url"
 	"strings"
+
+	"github.com/extauthz/extauthz/internal/uripath"
 )
 
 // NormalizeURI returns the form in which htu and the request's URI are
@@ -60,39 +62,14 @@ func normalizePath(p string) (string, error) {
 		}
 		i += 2
 	}
-	out := removeDots(b.String())
+	out := b.String()
+	if out != "" {
+		out = uripath.RemoveDots(out)
+	}
 	if out == "" {
 		out = "/"
 	}
 	return out, nil
-}
-
-// removeDots is RFC 3986 §5.2.4 for an absolute path.
-func removeDots(p string) string {
-	if !strings.Contains(p, ".") {
-		return p
-	}
-	segs := strings.Split(p, "/")
-	out := make([]string, 0, len(segs))
-	for i, s := range segs {
-		last := i == len(segs)-1
-		switch s {
-		case ".":
-			if last {
-				out = append(out, "")
-			}
-		case "..":
-			if len(out) > 1 {
-				out = out[:len(out)-1]
-			}
-			if last {
-				out = append(out, "")
-			}
-		default:
-			out = append(out, s)
-		}
-	}
-	return strings.Join(out, "/")
 }
 
 func isHex(c byte) bool {

@@ -24,6 +24,29 @@
 //   - (d) Ory Oathkeeper v0.40.9 (/decisions) and oauth2-proxy v7.15.6
 //     (/oauth2/auth with --skip-jwt-bearer-tokens), HTTP only.
 //
+// After the ghz and wrk runs, three more steps, all in --quick too (with
+// fewer calls):
+//
+//   - DPoP (RFC 9449): extauthz with an access token bound by cnf.jkt to an
+//     ES256 key, each call carrying a proof of its own (new jti, iat now),
+//     which ghz cannot sign per call. The harness signs the proofs just
+//     before the target starts and bench/pace sends them in its closed loop
+//     (-c workers, -dpop-requests calls, at most 40s: a proof is accepted
+//     for 60s). The same driver runs extauthz with the hit token as a bearer
+//     token, and the do-nothing server with the same DPoP requests, for the
+//     ratios. A probe before and after each run shows the proof enforced
+//     (a replayed proof, a missing one, the bound token as a bearer token,
+//     a proof for another URI are denied), and any call not allowed fails
+//     the run.
+//   - The replay cache's memory, in the harness's own process: -replay-fill
+//     proofs verified by a dpop.Verifier over a dpop.ReplayCache made with
+//     the server's defaults, the heap measured as it fills.
+//   - Many providers: extauthz started with a generated --config of
+//     -providers providers (own issuer, JWKS URL on a key server in the
+//     harness), against one provider: the time to /readyz 200 and the RSS
+//     then; and once with each key set answering after 50ms, which shows the
+//     server's bound of 16 concurrent fetches.
+//
 // Every target sees the same RSA-2048 key, JWKS and RS256 tokens (issuer
 // https://idp.bench.test, audience https://api.example.com). A "hit" run
 // repeats one token, a "miss" run sends each of --tokens distinct tokens

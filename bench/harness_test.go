@@ -106,8 +106,15 @@ func TestQuick(t *testing.T) {
 	for _, tc := range []string{caseHit, caseMiss} {
 		want[targetPolicy+" "+modeGRPC+" "+tc] = true
 	}
+	// The DPoP runs, under the closed-loop driver.
+	for _, key := range []string{targetOurs + " " + caseDPoP, targetOurs + " " + caseHit, targetNop + " " + caseDPoP} {
+		want[key+" "+genDriver] = true
+	}
 	for _, r := range rep.Results {
 		key := r.Target + " " + r.Mode + " " + r.Case
+		if r.Generator != "" {
+			key = r.Target + " " + r.Case + " " + r.Generator
+		}
 		if !want[key] {
 			t.Errorf("unexpected run %s", key)
 			continue
@@ -125,6 +132,20 @@ func TestQuick(t *testing.T) {
 	}
 	for key := range want {
 		t.Errorf("run %s missing from the results", key)
+	}
+	if len(rep.DPoPProbe) != 5 || rep.DPoPProbe[0].Code != "OK" || rep.DPoPProbe[1].Code != codes.Unauthenticated.String() {
+		t.Errorf("DPoP probe %+v, want 5 answers: a fresh proof allowed, its replay denied, ...", rep.DPoPProbe)
+	}
+	if m := rep.ReplayCache; m == nil || len(m.Points) == 0 || m.Points[len(m.Points)-1].Entries != rep.Settings.ReplayFill {
+		t.Errorf("replay cache memory %+v, want %d entries at the last point", m, rep.Settings.ReplayFill)
+	}
+	if len(rep.Providers) != 3 {
+		t.Fatalf("%d many-providers runs, want 3 (1, %d, %d with slow key sets)", len(rep.Providers), rep.Settings.Providers, rep.Settings.Providers)
+	}
+	for _, r := range rep.Providers {
+		if r.Ready <= 0 || r.RSS <= 0 || r.Fetches < int64(r.Providers) || r.MaxInflight < 1 || r.MaxInflight > 16 {
+			t.Errorf("providers run %+v: want ready, RSS, a fetch per provider, at most 16 at once", r)
+		}
 	}
 	if len(rep.Ratios) == 0 {
 		t.Error("no ratios against the do-nothing server")
@@ -166,6 +187,11 @@ func TestQuick(t *testing.T) {
 	if !strings.Contains(s, "| 11 | gRPC, cache hits with a 50-rule config including CEL") {
 		t.Error("BENCHMARKS.md lacks issue 11's target")
 	}
+	for _, text := range []string{"| extauthz | DPoP-bound token, fresh proof |", "**DPoP ÷ do-nothing:", "**DPoP ÷ bearer:", "### Many providers", "#### The replay cache's memory"} {
+		if !strings.Contains(s, text) {
+			t.Errorf("BENCHMARKS.md lacks %q", text)
+		}
+	}
 	if !strings.Contains(stdout.String(), "### gRPC") {
 		t.Errorf("stdout lacks the tables:\n%s", stdout.String())
 	}
@@ -184,6 +210,9 @@ func TestParseFlags(t *testing.T) {
 			check: func(c config) string {
 				if strings.Join(c.targets, ",") != targetOurs+","+targetPolicy+","+targetNop || c.fill != 0 || c.halfDuration != 0 || c.out != "" || c.quietBelow != 0 || c.repeat != 1 {
 					return "quick must select extauthz, extauthz-policy and nop, no fill, no half-saturation runs, no output file, no waiting for quiet, one run each"
+				}
+				if c.dpopRequests != 1_000 || c.replayFill != 2_000 || c.providers != 100 {
+					return fmt.Sprintf("quick DPoP requests %d, replay fill %d, providers %d; want 1000, 2000, 100", c.dpopRequests, c.replayFill, c.providers)
 				}
 				return ""
 			},
@@ -212,6 +241,19 @@ func TestParseFlags(t *testing.T) {
 		{name: "extauthz left out", args: []string{"--targets", "nop"}, wantErr: true},
 		{name: "fewer requests than workers", args: []string{"--grpc-requests", "10", "-c", "50"}, wantErr: true},
 		{name: "zero tokens", args: []string{"--tokens", "0"}, wantErr: true},
+		{name: "fewer DPoP requests than workers", args: []string{"--dpop-requests", "10", "-c", "50"}, wantErr: true},
+		{name: "negative replay fill", args: []string{"--replay-fill", "-1"}, wantErr: true},
+		{name: "too many providers", args: []string{"--providers", "5000"}, wantErr: true},
+		{
+			name: "DPoP runs and the providers run off",
+			args: []string{"--dpop-requests", "0", "--replay-fill", "0", "--providers", "0"},
+			check: func(c config) string {
+				if c.dpopRequests != 0 || c.replayFill != 0 || c.providers != 0 {
+					return "0 must turn them off"
+				}
+				return ""
+			},
+		},
 		{name: "quiet share above 1", args: []string{"--quiet-below", "1.5"}, wantErr: true},
 		{name: "no repeat", args: []string{"--repeat", "0"}, wantErr: true},
 		{name: "stray argument", args: []string{"now"}, wantErr: true},
@@ -628,7 +670,7 @@ func TestParseProcStat(t *testing.T) {
 // idp.bench.test:443, and only it, to a TLS server trusted by the CA.
 func TestIDP(t *testing.T) {
 	ts := tokensForTest(t)
-	body := jwks(&ts.key.PublicKey)
+	body := benchJWKS(&ts.key.PublicKey)
 	p, err := startIDP(body)
 	if err != nil {
 		t.Fatal(err)

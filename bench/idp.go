@@ -207,6 +207,11 @@ var errNotReady = errors.New("not ready")
 
 // waitHTTP polls url until it answers want, ctx ends, or timeout passes.
 func waitHTTP(ctx context.Context, url string, want int, timeout time.Duration) error {
+	return waitHTTPEvery(ctx, url, want, timeout, 100*time.Millisecond)
+}
+
+// waitHTTPEvery is waitHTTP polling every poll.
+func waitHTTPEvery(ctx context.Context, url string, want int, timeout, poll time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var last string
@@ -229,7 +234,7 @@ func waitHTTP(ctx context.Context, url string, want int, timeout time.Duration) 
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%s: %w (last: %s)", url, errNotReady, last)
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(poll):
 		}
 	}
 }

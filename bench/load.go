@@ -81,9 +81,19 @@ func writeProtoset(path string) error {
 // a JSON array, ghz parses each element on its first use, which in a miss
 // run is every call).
 func writeCheckData(path string, tokens []string) error {
+	reqs := make([]*authv3.CheckRequest, len(tokens))
+	for i, t := range tokens {
+		reqs[i] = checkRequest("Bearer " + t)
+	}
+	return writeRequests(path, reqs)
+}
+
+// writeRequests writes CheckRequests in ghz's --binary-file format, which
+// bench/pace reads too.
+func writeRequests(path string, reqs []*authv3.CheckRequest) error {
 	var b []byte
-	for _, t := range tokens {
-		msg, err := proto.Marshal(checkRequest("Bearer " + t))
+	for _, r := range reqs {
+		msg, err := proto.Marshal(r)
 		if err != nil {
 			return fmt.Errorf("check data: %w", err)
 		}
@@ -98,6 +108,9 @@ const (
 	benchMethod = "GET"
 	benchPath   = "/protected"
 	benchHost   = "api.example.com"
+	// benchURI is the request's URI as a DPoP proof names it (htu): the
+	// scheme and host of the CheckRequest's attributes, and the path.
+	benchURI = "http://" + benchHost + benchPath
 )
 
 // checkRequest is what Envoy sends for the bench request with the given
@@ -166,16 +179,21 @@ func (r ghzRun) run(ctx context.Context) (load, error) {
 	return l, err
 }
 
-// paceRun is one run of the open-loop latency client (bench/pace).
+// paceRun is one run of bench/pace: open-loop at rps, or closed-loop with
+// workers making calls (at most for duration).
 type paceRun struct {
 	bin, addr, data  string
 	rps, maxInflight int
+	workers, calls   int
 	duration         time.Duration
 }
 
 func (r paceRun) args() []string {
-	return []string{"-addr", r.addr, "-data", r.data, "-rps", strconv.Itoa(r.rps),
-		"-duration", r.duration.String(), "-max-inflight", strconv.Itoa(r.maxInflight)}
+	a := []string{"-addr", r.addr, "-data", r.data, "-duration", r.duration.String()}
+	if r.workers > 0 {
+		return append(a, "-c", strconv.Itoa(r.workers), "-n", strconv.Itoa(r.calls))
+	}
+	return append(a, "-rps", strconv.Itoa(r.rps), "-max-inflight", strconv.Itoa(r.maxInflight))
 }
 
 func (r paceRun) run(ctx context.Context) (load, error) {

@@ -63,6 +63,9 @@ type config struct {
 	targets      []string
 	tokens       int
 	fill         int
+	dpopRequests int
+	replayFill   int
+	providers    int
 	concurrency  int
 	grpcRequests int
 	grpcWarmup   int
@@ -102,6 +105,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	targets := fs.String("targets", strings.Join(allTargets, ","), "comma-separated targets to run: "+strings.Join(allTargets, ", "))
 	fs.IntVar(&c.tokens, "tokens", 100_000, "distinct valid tokens minted for the miss runs")
 	fs.IntVar(&c.fill, "fill", 100_000, "distinct tokens of the memory run (RSS of extauthz after verifying each once); 0 skips it")
+	fs.IntVar(&c.dpopRequests, "dpop-requests", 50_000, "calls per measured DPoP run (bench/pace's closed loop, -c workers): extauthz with a DPoP-bound token and a fresh proof per call, the same with a bearer token, the do-nothing server with the same requests; 0 skips them")
+	fs.IntVar(&c.replayFill, "replay-fill", 150_000, "distinct DPoP proofs verified in the harness's own process to measure a dpop.ReplayCache's heap per entry; 0 skips it")
+	fs.IntVar(&c.providers, "providers", 100, "providers of the many-providers start-up run (extauthz with a generated config, against a JWKS server in the harness); 0 skips it")
 	fs.IntVar(&c.concurrency, "c", 50, "concurrency: ghz workers and wrk connections")
 	fs.IntVar(&c.grpcRequests, "grpc-requests", 100_000, "calls per measured gRPC run (ghz -n)")
 	fs.IntVar(&c.grpcWarmup, "grpc-warmup", 5_000, "calls of the gRPC warm-up before each measured run (hit token)")
@@ -127,6 +133,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 			"targets":       func() { *targets = targetOurs + "," + targetPolicy + "," + targetNop },
 			"tokens":        func() { c.tokens = 1_000 },
 			"fill":          func() { c.fill = 0 },
+			"dpop-requests": func() { c.dpopRequests = 1_000 },
+			"replay-fill":   func() { c.replayFill = 2_000 },
 			"grpc-requests": func() { c.grpcRequests = 1_000 },
 			"grpc-warmup":   func() { c.grpcWarmup = 200 },
 			"wrk-duration":  func() { c.wrkDuration = 2 * time.Second },
@@ -161,6 +169,12 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return c, errors.New("-tokens must be between 1 and 10000000")
 	case c.fill < 0 || c.fill > 10_000_000:
 		return c, errors.New("-fill must be between 0 and 10000000")
+	case c.dpopRequests != 0 && (c.dpopRequests < c.concurrency || c.dpopRequests > 1_000_000):
+		return c, errors.New("-dpop-requests must be 0 or between -c and 1000000")
+	case c.replayFill < 0 || c.replayFill > 1_000_000:
+		return c, errors.New("-replay-fill must be between 0 and 1000000")
+	case c.providers < 0 || c.providers > 1_000:
+		return c, errors.New("-providers must be between 0 and 1000")
 	case c.concurrency < 1 || c.concurrency > 10_000:
 		return c, errors.New("-c must be between 1 and 10000")
 	case c.grpcRequests < c.concurrency:
@@ -210,6 +224,14 @@ type harness struct {
 	started time.Time
 	loadAvg string         // /proc/loadavg when the run started
 	starts  map[string]int // processes started, by target
+	// The DPoP runs: the client, the call data of the current round, what
+	// the first DPoP probe saw, and the replay cache's memory.
+	dpop       *dpopClient
+	dpopFiles  driverFiles
+	dpopProbes []probeAnswer
+	replay     *replayMemory
+	// The many-providers runs.
+	manyProviders []providerRun
 }
 
 // result is one measured run.
@@ -316,7 +338,10 @@ func (h *harness) prepare(ctx context.Context) error {
 		return err
 	}
 	h.logf("tokens ready in %s (%d minted now)", time.Since(start).Round(time.Millisecond), h.tokens.minted)
-	h.jwks = jwks(&h.tokens.key.PublicKey)
+	h.jwks = benchJWKS(&h.tokens.key.PublicKey)
+	if h.dpop, err = newDPoPClient(h.tokens.key, time.Now()); err != nil {
+		return err
+	}
 	if h.idp, err = startIDP(h.jwks); err != nil {
 		return err
 	}
@@ -480,6 +505,27 @@ func (h *harness) measureAll(ctx context.Context) error {
 			}
 		}
 	}
+	if h.cfg.dpopRequests > 0 {
+		if err := h.dpopRuns(ctx); err != nil {
+			return fmt.Errorf("DPoP runs: %w", err)
+		}
+	}
+	if h.cfg.replayFill > 0 {
+		h.logf("verifying %d DPoP proofs in process for the replay cache's memory", h.cfg.replayFill)
+		m, err := measureReplayMemory(h.dpop, h.cfg.replayFill)
+		if err != nil {
+			return fmt.Errorf("replay cache memory: %w", err)
+		}
+		for _, pt := range m.Points {
+			h.logf("replay cache: %d entries, heap %s, %.0f B per entry", pt.Entries, fmtBytes(pt.Heap), pt.PerEntry)
+		}
+		h.replay = &m
+	}
+	if h.cfg.providers > 0 {
+		if err := h.providerRuns(ctx); err != nil {
+			return fmt.Errorf("many providers: %w", err)
+		}
+	}
 	if h.cfg.fill > 0 {
 		if err := h.fillRuns(ctx); err != nil {
 			return fmt.Errorf("memory run: %w", err)
@@ -564,17 +610,33 @@ func (h *harness) measure(ctx context.Context, t *target, mode, tc string, rate 
 	if r.QuietWait, err = h.waitQuiet(ctx); err != nil {
 		return r, err
 	}
+	// The driver's call data is made after the wait: DPoP proofs expire.
+	var files driverFiles
+	if gen == genDriver {
+		if files, err = h.driverData(t, tc); err != nil {
+			return r, err
+		}
+	}
 	in, err := t.start(ctx, h, nil)
 	if err != nil {
 		return r, err
 	}
 	defer in.stop()
 	h.starts[t.Name]++
-	if err := in.probe(ctx, mode, h.tokens.hit, tamper(h.tokens.hit), t.AllowsAll, t.Denies); err != nil {
+	if err := h.probeAll(ctx, in, t, mode, gen); err != nil {
 		return r, in.main().failure(err)
 	}
-	if err := h.warmup(ctx, in, mode); err != nil {
+	if err := h.warmup(ctx, in, mode, files.warm); err != nil {
 		return r, in.main().failure(err)
+	}
+	if gen == genDriver {
+		// The RSS growth over the run: the replay cache's entries and the
+		// garbage not yet collected.
+		before, err := memoryOf(in.main().cmd.Process.Pid)
+		if err != nil {
+			return r, in.main().failure(err)
+		}
+		r.MemoryBefore = &before
 	}
 	before, _ := scrapeChecks(ctx, in.metricsURL)
 	meter, err := startCPUMeter(in.main().cmd.Process.Pid)
@@ -582,6 +644,9 @@ func (h *harness) measure(ctx context.Context, t *target, mode, tc string, rate 
 		return r, err
 	}
 	switch {
+	case mode == modeGRPC && gen == genDriver:
+		run := paceRun{bin: h.bins.pace, addr: in.grpcAddr, data: files.data, workers: h.cfg.concurrency, calls: h.cfg.dpopRequests, duration: dpopBound}
+		r.load, err = run.run(ctx)
 	case mode == modeGRPC && gen == genPace:
 		run := paceRun{bin: h.bins.pace, addr: in.grpcAddr, data: h.files.grpcHit, rps: rate, duration: h.cfg.halfDuration, maxInflight: 1024}
 		if tc == caseMiss {
@@ -647,8 +712,13 @@ func (h *harness) measure(ctx context.Context, t *target, mode, tc string, rate 
 			r.ErrorKinds["denied"] += int64(denied)
 		}
 	}
-	if err := in.probe(ctx, mode, h.tokens.hit, tamper(h.tokens.hit), t.AllowsAll, t.Denies); err != nil {
+	if err := h.probeAll(ctx, in, t, mode, gen); err != nil {
 		return r, in.main().failure(fmt.Errorf("after the run: %w", err))
+	}
+	if gen == genDriver {
+		if err := h.checkDriverRun(r); err != nil {
+			return r, in.main().failure(err)
+		}
 	}
 	h.logf("%-36s %-4s %-4s %s", t.Label, mode, tc+rateSuffix(rate)+genSuffix(gen), summary(r))
 	return r, nil
@@ -689,20 +759,44 @@ func (h *harness) wrk(url, tokens string, d time.Duration) wrkRun {
 	}
 }
 
-// warmup loads a started target with the hit token, and fails if any
+// probeAll is the probe of measure: the tokens' probe, and for a driver
+// run of extauthz the DPoP probe too, whose first answers the report shows.
+func (h *harness) probeAll(ctx context.Context, in *instance, t *target, mode, gen string) error {
+	if err := in.probe(ctx, mode, h.tokens.hit, tamper(h.tokens.hit), t.AllowsAll, t.Denies); err != nil {
+		return err
+	}
+	if gen != genDriver || t.AllowsAll {
+		return nil
+	}
+	answers, err := h.dpopProbe(ctx, in)
+	if h.dpopProbes == nil {
+		h.dpopProbes = answers
+	}
+	return err
+}
+
+// warmup loads a started target with the hit token (over gRPC with ghz),
+// or with the driver's call data when driverData is set, and fails if any
 // request failed: a target that errs under light load is not measured.
-func (h *harness) warmup(ctx context.Context, in *instance, mode string) error {
+func (h *harness) warmup(ctx context.Context, in *instance, mode, driverData string) error {
 	var (
 		l   load
 		err error
 	)
-	switch mode {
-	case modeGRPC:
+	switch {
+	case mode == modeGRPC && driverData != "":
+		if h.cfg.grpcWarmup == 0 {
+			return nil
+		}
+		run := paceRun{bin: h.bins.pace, addr: in.grpcAddr, data: driverData, workers: h.cfg.concurrency,
+			calls: max(h.cfg.grpcWarmup, h.cfg.concurrency), duration: dpopBound}
+		l, err = run.run(ctx)
+	case mode == modeGRPC:
 		if h.cfg.grpcWarmup == 0 {
 			return nil
 		}
 		l, err = h.ghz(in.grpcAddr, h.files.grpcHit, max(h.cfg.grpcWarmup, h.cfg.concurrency), 0).run(ctx)
-	case modeHTTP:
+	case mode == modeHTTP:
 		if h.cfg.wrkWarmup < time.Second {
 			return nil
 		}
@@ -770,7 +864,7 @@ func (h *harness) fillRun(ctx context.Context, data, name string, extra []string
 		return r, err
 	}
 	defer in.stop()
-	if err := h.warmup(ctx, in, modeGRPC); err != nil {
+	if err := h.warmup(ctx, in, modeGRPC, ""); err != nil {
 		return r, in.main().failure(err)
 	}
 	pid := in.main().cmd.Process.Pid

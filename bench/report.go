@@ -11,6 +11,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/extauthz/extauthz/authz"
+	"github.com/extauthz/extauthz/jwks"
 )
 
 // The markers around the generated part of BENCHMARKS.md. Everything
@@ -22,16 +25,22 @@ const (
 
 // report is everything one invocation measured, for BENCHMARKS.md and -json.
 type report struct {
-	Date     time.Time     `json:"date"`
-	Command  string        `json:"command"`
-	Machine  machine       `json:"machine"`
-	Server   serverInfo    `json:"server"`
-	Settings settings      `json:"settings"`
-	Targets  []targetInfo  `json:"targets"`
-	Results  []result      `json:"results"`
-	Ratios   []ratio       `json:"ratios"`
-	Goals    []goal        `json:"goals"`
-	Took     time.Duration `json:"took_ns"`
+	Date     time.Time    `json:"date"`
+	Command  string       `json:"command"`
+	Machine  machine      `json:"machine"`
+	Server   serverInfo   `json:"server"`
+	Settings settings     `json:"settings"`
+	Targets  []targetInfo `json:"targets"`
+	Results  []result     `json:"results"`
+	Ratios   []ratio      `json:"ratios"`
+	Goals    []goal       `json:"goals"`
+	// DPoPProbe is what the first DPoP probe of extauthz saw; ReplayCache
+	// the in-process measure of the replay cache's memory.
+	DPoPProbe   []probeAnswer `json:"dpop_probe,omitempty"`
+	ReplayCache *replayMemory `json:"replay_cache,omitempty"`
+	// Providers are the many-providers start-up runs.
+	Providers []providerRun `json:"providers,omitempty"`
+	Took      time.Duration `json:"took_ns"`
 }
 
 type machine struct {
@@ -62,6 +71,9 @@ type settings struct {
 	HalfDuration time.Duration `json:"half_duration_ns"`
 	Tokens       int           `json:"tokens"`
 	Fill         int           `json:"fill"`
+	DPoPRequests int           `json:"dpop_requests"`
+	ReplayFill   int           `json:"replay_fill"`
+	Providers    int           `json:"providers"`
 	Ghz          string        `json:"ghz"`
 	Wrk          string        `json:"wrk"`
 }
@@ -100,10 +112,14 @@ func (h *harness) buildReport() *report {
 		Settings: settings{
 			Concurrency: c.concurrency, GRPCRequests: c.grpcRequests, GRPCWarmup: c.grpcWarmup, GRPCConns: c.grpcConns,
 			WrkThreads: c.wrkThreads, WrkDuration: c.wrkDuration, WrkWarmup: c.wrkWarmup, HalfDuration: c.halfDuration,
-			Tokens: c.tokens, Fill: c.fill, Ghz: h.tools.ghzVer, Wrk: h.tools.wrkVer,
+			Tokens: c.tokens, Fill: c.fill, DPoPRequests: c.dpopRequests, ReplayFill: c.replayFill, Providers: c.providers,
+			Ghz: h.tools.ghzVer, Wrk: h.tools.wrkVer,
 		},
-		Results: h.results,
-		Took:    time.Since(h.started).Round(time.Second),
+		Results:     h.results,
+		DPoPProbe:   h.dpopProbes,
+		ReplayCache: h.replay,
+		Providers:   h.manyProviders,
+		Took:        time.Since(h.started).Round(time.Second),
 	}
 	for _, t := range h.order {
 		rep.Targets = append(rep.Targets, targetInfo{Name: t.Name, Label: t.Label, Version: t.Ver, Skipped: t.Skip})
@@ -210,8 +226,11 @@ func (h *harness) goals() []goal {
 
 // genName names a load generator of the half-saturation runs.
 func genName(gen string) string {
-	if gen == genPace {
+	switch gen {
+	case genPace:
 		return "open-loop Go client"
+	case genDriver:
+		return "closed-loop Go client"
 	}
 	return "ghz"
 }
@@ -331,7 +350,7 @@ func (h *harness) markdown(rep *report) string {
 		if !rows {
 			p("| (no runs) | | | | | | | | | | | |\n")
 		}
-		if notes := h.notes(mode); len(notes) > 0 {
+		if notes := h.notes(func(r result) bool { return r.Mode == mode && r.Generator != genDriver }); len(notes) > 0 {
 			p("\n%s\n", strings.Join(notes, "\n"))
 		}
 		if mode == modeGRPC {
@@ -391,6 +410,9 @@ func (h *harness) markdown(rep *report) string {
 		p("| %d | %s | %s | %s |\n", g.Issue, g.Goal, g.Measured, g.Verdict)
 	}
 
+	h.dpopMarkdown(p, rep)
+	h.providersMarkdown(p, rep)
+
 	if fill, ok := h.find(modeGRPC, targetOurs, caseFill, false); ok && fill.MemoryBefore != nil {
 		p("\n### Memory of extauthz after %s distinct tokens\n\n", fmtInt(float64(s.Fill)))
 		p("Each token sent once over gRPC to a fresh server, after the warm-up.\n\n")
@@ -416,11 +438,149 @@ func (h *harness) markdown(rep *report) string {
 	return b.String()
 }
 
-// notes explains rows with caveats: errors by kind, and token reuse.
-func (h *harness) notes(mode string) []string {
+// dpopMarkdown renders the DPoP runs and the replay cache's memory.
+func (h *harness) dpopMarkdown(p func(string, ...any), rep *report) {
+	bound, okB := h.findGen(modeGRPC, targetOurs, caseDPoP, false, genDriver)
+	bearer, okH := h.findGen(modeGRPC, targetOurs, caseHit, false, genDriver)
+	nop, okN := h.findGen(modeGRPC, targetNop, caseDPoP, false, genDriver)
+	if okB || okH || okN {
+		s := rep.Settings
+		p("\n### DPoP-bound tokens: a fresh proof per request (gRPC, closed-loop Go client)\n\n")
+		p("Each call of the DPoP rows carries `Authorization: DPoP <token>`, an RS256 token of the bench issuer bound by `cnf.jkt` to an ES256 key, and a `DPoP` proof of its own by that key (`htm` %s, `htu` %s, `ath`, a new `jti`, `iat` when signed). ", benchMethod, benchURI)
+		p("The harness signs the proofs after the wait for a quiet machine and before it starts the target (%s for the warm-up and %s measured), and `bench/pace` sends them: `-c %d` workers on one connection, each sending its next call when its last is answered, `-n %d`, stopping at %.0f s (the server accepts a proof for %.0f s after its `iat`). ",
+			fmtInt(float64(max(s.GRPCWarmup, s.Concurrency))), fmtInt(float64(s.DPoPRequests)), s.Concurrency, s.DPoPRequests, dpopBound.Seconds(), authz.DefaultDPoPMaxAge.Seconds())
+		p("extauthz verifies the token once and then serves it from its token cache; the proof it verifies on every call (parsing, an ECDSA P-256 verification, the replay cache). The bearer row is the same driver with the hit token as `Bearer` and no proof; the do-nothing row gets the very requests of the extauthz DPoP run before it. ")
+		p("A call that is not allowed (counted by pace, and from extauthz's `extauthz_checks_total`) fails the run, as does a run cut short by the time bound.\n\n")
+		p("| target | request | requests | req/s | p50 | p99 | p99.9 | errors | RSS after warm-up | RSS after | RSS growth per call | target CPU/req | other load |\n")
+		p("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+		for _, row := range []struct {
+			r       result
+			ok      bool
+			request string
+		}{
+			{bound, okB, "DPoP-bound token, fresh proof"},
+			{bearer, okH, "bearer token (cache hit)"},
+			{nop, okN, "the DPoP requests"},
+		} {
+			if !row.ok {
+				continue
+			}
+			r := row.r
+			before, growth := "–", "–"
+			if r.MemoryBefore != nil {
+				before = fmtBytes(r.MemoryBefore.RSS)
+				growth = fmtInt(float64(r.Memory.RSS-r.MemoryBefore.RSS)/float64(max(1, r.Requests))) + " B"
+			}
+			p("| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", h.targets[r.Target].Label, row.request, r.Requests, fmtInt(r.RPS),
+				fmtDur(r.P50), fmtDur(r.P99), fmtDur(r.P999), fmtErrors(r.load), before, fmtBytes(r.Memory.RSS), growth, fmtCPUPerReq(r), fmtShare(r.CPU.Other))
+		}
+		var ratios []string
+		if okB && okN && nop.RPS > 0 {
+			ratios = append(ratios, fmt.Sprintf("- **DPoP ÷ do-nothing: %s** the throughput (%s vs %s req/s); p50 %s vs %s, p99 %s vs %s",
+				fmtRatio(bound.RPS/nop.RPS), fmtInt(bound.RPS), fmtInt(nop.RPS), fmtDur(bound.P50), fmtDur(nop.P50), fmtDur(bound.P99), fmtDur(nop.P99)))
+		}
+		if okB && okH && bearer.RPS > 0 {
+			line := fmt.Sprintf("- **DPoP ÷ bearer: %s** the throughput (%s vs %s req/s); p50 %s vs %s, p99 %s vs %s",
+				fmtRatio(bound.RPS/bearer.RPS), fmtInt(bound.RPS), fmtInt(bearer.RPS), fmtDur(bound.P50), fmtDur(bearer.P50), fmtDur(bound.P99), fmtDur(bearer.P99))
+			if bound.Requests > 0 && bearer.Requests > 0 && bound.CPU.Target > 0 && bearer.CPU.Target > 0 {
+				extra := bound.CPU.Target/time.Duration(bound.Requests) - bearer.CPU.Target/time.Duration(bearer.Requests)
+				line += fmt.Sprintf("; extauthz's CPU per call %s higher with the proof", fmtDur(extra))
+			}
+			ratios = append(ratios, line)
+		}
+		if len(ratios) > 0 {
+			p("\n%s\n", strings.Join(ratios, "\n"))
+		}
+		if notes := h.notes(func(r result) bool { return r.Generator == genDriver }); len(notes) > 0 {
+			p("\n%s\n", strings.Join(notes, "\n"))
+		}
+		if len(rep.DPoPProbe) > 0 {
+			p("\nThe DPoP probe, before and after every run of extauthz under this driver (the bound token; any other answer stops the run). What the first one got:\n\n")
+			for _, a := range rep.DPoPProbe {
+				body := ""
+				if a.Body != "" {
+					body = ", `" + a.Body + "`"
+				}
+				p("- %s: %s%s\n", a.What, a.Code, body)
+			}
+		}
+	}
+	if m := rep.ReplayCache; m != nil && len(m.Points) > 0 {
+		p("\n#### The replay cache's memory\n\n")
+		p("In the harness's own process: %s distinct proofs verified by a `dpop.Verifier` over a `dpop.ReplayCache` made as the server makes it with its defaults (%s proofs at most, remembered for %.0f s = `dpop_max_age` + `dpop_max_ahead`), ",
+			fmtInt(float64(rep.Settings.ReplayFill)), fmtInt(float64(m.Size)), m.Window.Seconds())
+		p("and the Go heap's growth since before the first one (`runtime.MemStats.HeapAlloc` after collecting garbage; the proofs were signed beforehand and stay live) when the cache held an eighth, a quarter, half, three quarters and all of them.\n\n")
+		p("| proofs remembered | heap of the cache | per proof |\n|--:|--:|--:|\n")
+		for _, pt := range m.Points {
+			p("| %s | %s | %s B |\n", fmtInt(float64(pt.Entries)), fmtBytes(pt.Heap), fmtInt(pt.PerEntry))
+		}
+		p("\nThe cache is 64 shards, each a Go map made with room for up to 1,024 proofs when the shard is first used, and maps grow by doubling: the heap is a step function of the count, flat until the maps fill and then doubled, so the bytes per proof are lowest just before a step and about twice that just after. ")
+		p("It keeps two generations (a proof is remembered for one to two windows), so a server under steady load holds up to two windows' proofs. ")
+		p("The *RSS growth per call* of the table above is the server's whole process, garbage not yet collected included (GOGC=400): an upper bound, not the cache's cost.\n")
+	}
+}
+
+// providersMarkdown renders the many-providers runs.
+func (h *harness) providersMarkdown(p func(string, ...any), rep *report) {
+	if len(rep.Providers) == 0 {
+		return
+	}
+	n := rep.Settings.Providers
+	p("\n### Many providers: start-up\n\n")
+	p("extauthz started with a `--config` of %d providers, each with its own issuer (`https://pNNN.bench.test`), the bench audience and a `jwks_url` on a JWKS server that the harness runs on 127.0.0.1 (two RSA-2048 keys per provider), next to the same with 1 provider. ", n)
+	p("*Ready after* is from starting the process to the first 200 of `/readyz` (polled every 2 ms; it answers 200 once every provider's key set has loaded); RSS is `VmRSS` then, the Go heap in use and the goroutines come from `/metrics` right after. ")
+	rounds := (n + jwks.DefaultFetchConcurrency - 1) / jwks.DefaultFetchConcurrency
+	p("The last run holds every JWKS answer %s, as a remote issuer's round trip would: the server runs at most %d key-set fetches at once (`jwks.DefaultFetchConcurrency`), so with %d providers the last is ready after ⌈%d/%d⌉ = %d rounds, %s at the least. ",
+		fmtDur(providerRTT), jwks.DefaultFetchConcurrency, n, n, jwks.DefaultFetchConcurrency, rounds, fmtDur(time.Duration(rounds)*providerRTT))
+	p("Each run then checks that a token of the last provider is allowed and one of an issuer not configured denied.\n\n")
+	p("| providers | JWKS answers | ready after | RSS at ready | Go heap in use | goroutines | JWKS fetches | most fetches at once |\n")
+	p("|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	var one, many *providerRun
+	for i, r := range rep.Providers {
+		p("| %d | %s | %s | %s | %s | %d | %d | %d |\n", r.Providers, fmtDelay(r.Delay), fmtDur(r.Ready), fmtBytes(r.RSS), fmtBytes(r.HeapInuse), r.Goroutines, r.Fetches, r.MaxInflight)
+		switch {
+		case r.Providers == 1 && r.Delay == 0:
+			one = &rep.Providers[i]
+		case r.Providers == n && r.Delay == 0:
+			many = &rep.Providers[i]
+		}
+	}
+	if one != nil && many != nil && n > 1 {
+		k := float64(n - 1)
+		p("\nEach provider beyond the first (%d against 1, key sets answering at once): %s of start-up, %s of RSS, %s of Go heap in use, %.1f goroutines.\n",
+			n, fmtDur(time.Duration(float64(many.Ready-one.Ready)/k)), fmtBytes(int64(float64(many.RSS-one.RSS)/k)), fmtBytes(int64(float64(many.HeapInuse-one.HeapInuse)/k)),
+			float64(many.Goroutines-one.Goroutines)/k)
+	}
+	var runs []string
+	for _, r := range rep.Providers {
+		if len(r.RunsReady) > 1 {
+			ds := make([]string, len(r.RunsReady))
+			for i, d := range r.RunsReady {
+				ds[i] = fmtDur(d)
+			}
+			runs = append(runs, fmt.Sprintf("- %d provider(s), JWKS answers %s: the median of %d runs, interleaved (ready after, in the order run: %s)", r.Providers, fmtDelay(r.Delay), len(r.RunsReady), strings.Join(ds, ", ")))
+		}
+	}
+	if len(runs) > 0 {
+		p("\n%s\n", strings.Join(runs, "\n"))
+	}
+	p("\nThe same figures in process, without a server or a real socket per provider beyond loopback: `go test -run '^$' -bench StartProviders ./jwks` (jwks/many_test.go).\n")
+}
+
+// fmtDelay says when a JWKS answer comes.
+func fmtDelay(d time.Duration) string {
+	if d <= 0 {
+		return "at once"
+	}
+	return "after " + fmtDur(d)
+}
+
+// notes explains the rows of the results keep selects with caveats:
+// errors by kind, and token reuse.
+func (h *harness) notes(keep func(result) bool) []string {
 	var out []string
 	for _, r := range h.results {
-		if r.Mode != mode || r.Case == caseFill || r.Case == caseFillNoCache {
+		if !keep(r) || r.Case == caseFill || r.Case == caseFillNoCache {
 			continue
 		}
 		label := h.targets[r.Target].Label

@@ -153,20 +153,31 @@ func startPolicy(ctx context.Context, h *harness, extra []string) (*instance, er
 // serveOurs starts extauthz in dir, with the loopback addresses, the bench
 // identity, -server-arg and extra.
 func serveOurs(ctx context.Context, h *harness, dir string, extra []string) (*instance, error) {
+	in, _, err := launchOurs(ctx, h, dir, []string{"--issuer", issuer, "--audience", audience, "--jwks-url", h.idp.URL}, extra, 100*time.Millisecond)
+	return in, err
+}
+
+// launchOurs starts extauthz in dir, with the loopback addresses, then
+// identity, -server-arg and extra, and polls its /readyz every poll until it
+// answers 200; it returns when that answer came.
+func launchOurs(ctx context.Context, h *harness, dir string, identity, extra []string, poll time.Duration) (*instance, time.Time, error) {
 	addr, err := ports(3)
 	if err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
-	args := []string{
-		"--grpc-addr", addr[0], "--http-addr", addr[1], "--admin-addr", addr[2],
-		"--issuer", issuer, "--audience", audience, "--jwks-url", h.idp.URL,
-	}
+	args := append([]string{"--grpc-addr", addr[0], "--http-addr", addr[1], "--admin-addr", addr[2]}, identity...)
 	args = append(append(args, h.cfg.serverArgs...), extra...)
-	p, err := launch(ctx, "extauthz", dir, childEnv(h.cfg.serverEnv...), readyURL("http://"+addr[2]+"/readyz", http.StatusOK, 30*time.Second), h.bins.ours, args...)
-	if err != nil {
-		return nil, err
+	var ready time.Time
+	wait := func(ctx context.Context) error {
+		err := waitHTTPEvery(ctx, "http://"+addr[2]+"/readyz", http.StatusOK, 30*time.Second, poll)
+		ready = time.Now()
+		return err
 	}
-	return &instance{procs: []*proc{p}, grpcAddr: addr[0], httpURL: "http://" + addr[1] + "/protected", metricsURL: "http://" + addr[2] + "/metrics"}, nil
+	p, err := launch(ctx, "extauthz", dir, childEnv(h.cfg.serverEnv...), wait, h.bins.ours, args...)
+	if err != nil {
+		return nil, ready, err
+	}
+	return &instance{procs: []*proc{p}, grpcAddr: addr[0], httpURL: "http://" + addr[1] + "/protected", metricsURL: "http://" + addr[2] + "/metrics"}, ready, nil
 }
 
 func startNop(ctx context.Context, h *harness, _ []string) (*instance, error) {

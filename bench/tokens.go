@@ -13,10 +13,12 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"maps"
 	"math/big"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -111,6 +113,15 @@ func loadTokens(cacheDir string, n int, now time.Time) (*tokenSet, error) {
 // mintMany signs n tokens with subjects bench-<start>..bench-<start+n-1>,
 // on every CPU: RSA-2048 signing costs milliseconds.
 func mintMany(key *rsa.PrivateKey, start, n int, now, exp time.Time) ([]string, error) {
+	return onEveryCPU(n, func(i int) (string, error) {
+		sub := fmt.Sprintf("bench-%07d", start+i)
+		return mint(key, sub, sub, now, exp)
+	})
+}
+
+// onEveryCPU returns f(0) .. f(n-1), computed on every CPU (signing and
+// verifying are CPU-bound); the first error stops it.
+func onEveryCPU(n int, f func(i int) (string, error)) ([]string, error) {
 	out := make([]string, n)
 	workers := min(runtime.GOMAXPROCS(0), n)
 	var (
@@ -121,15 +132,14 @@ func mintMany(key *rsa.PrivateKey, start, n int, now, exp time.Time) ([]string, 
 	for w := range workers {
 		wg.Go(func() {
 			for i := w; i < n; i += workers {
-				sub := fmt.Sprintf("bench-%07d", start+i)
-				tok, err := mint(key, sub, sub, now, exp)
+				s, err := f(i)
 				if err != nil {
 					mu.Lock()
 					first = cmp.Or(first, err)
 					mu.Unlock()
 					return
 				}
-				out[i] = tok
+				out[i] = s
 			}
 		})
 	}
@@ -139,14 +149,24 @@ func mintMany(key *rsa.PrivateKey, start, n int, now, exp time.Time) ([]string, 
 
 // mint signs one RS256 token for the bench identity.
 func mint(key *rsa.PrivateKey, sub, jti string, now, exp time.Time) (string, error) {
-	header, err := json.Marshal(map[string]string{"alg": "RS256", "typ": "JWT", "kid": keyID})
+	return signRS256(key, keyID, benchClaims(sub, jti, now, exp))
+}
+
+// benchClaims are the claims of a bench token; callers may add to them.
+func benchClaims(sub, jti string, now, exp time.Time) map[string]any {
+	return map[string]any{
+		"iss": issuer, "aud": audience, "sub": sub, "jti": jti, "scope": scope,
+		"iat": now.Unix(), "exp": exp.Unix(),
+	}
+}
+
+// signRS256 signs claims as an RS256 JWT whose header names kid.
+func signRS256(key *rsa.PrivateKey, kid string, claims map[string]any) (string, error) {
+	header, err := json.Marshal(map[string]string{"alg": "RS256", "typ": "JWT", "kid": kid})
 	if err != nil {
 		return "", err
 	}
-	payload, err := json.Marshal(map[string]any{
-		"iss": issuer, "aud": audience, "sub": sub, "jti": jti, "scope": scope,
-		"iat": now.Unix(), "exp": exp.Unix(),
-	})
+	payload, err := json.Marshal(claims)
 	if err != nil {
 		return "", err
 	}
@@ -170,13 +190,23 @@ func tamper(tok string) string {
 	return tok[:i] + string(c) + tok[i+1:]
 }
 
-// jwks is the public key set every target verifies with.
-func jwks(key *rsa.PublicKey) []byte {
-	b, _ := json.Marshal(map[string]any{"keys": []map[string]string{{
-		"kty": "RSA", "kid": keyID, "use": "sig", "alg": "RS256",
-		"n": base64.RawURLEncoding.EncodeToString(key.N.Bytes()),
-		"e": base64.RawURLEncoding.EncodeToString(big.NewInt(int64(key.E)).Bytes()),
-	}}})
+// benchJWKS is the public key set every target verifies with.
+func benchJWKS(key *rsa.PublicKey) []byte {
+	return jwkSet(map[string]*rsa.PublicKey{keyID: key})
+}
+
+// jwkSet is a JWKS of RSA signing keys by kid, in kid order.
+func jwkSet(keys map[string]*rsa.PublicKey) []byte {
+	set := []map[string]string{}
+	for _, kid := range slices.Sorted(maps.Keys(keys)) {
+		key := keys[kid]
+		set = append(set, map[string]string{
+			"kty": "RSA", "kid": kid, "use": "sig", "alg": "RS256",
+			"n": base64.RawURLEncoding.EncodeToString(key.N.Bytes()),
+			"e": base64.RawURLEncoding.EncodeToString(big.NewInt(int64(key.E)).Bytes()),
+		})
+	}
+	b, _ := json.Marshal(map[string]any{"keys": set})
 	return b
 }
 

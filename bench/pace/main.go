@@ -1,6 +1,7 @@
-// Command pace is the benchmark's open-loop latency client: it sends
-// Envoy ext_authz v3 Check calls at a fixed rate over one gRPC connection and
-// reports the latency percentiles as JSON.
+// Command pace is the benchmark's own gRPC load client: it sends Envoy
+// ext_authz v3 Check calls over one gRPC connection and reports the
+// throughput and latency percentiles as JSON. By default it runs open-loop,
+// at a fixed rate; with -c it runs closed-loop, -c workers making -n calls.
 //
 // ghz measures throughput well, but on a small machine its own cost per call
 // (dynamic messages, per-call bookkeeping) shares the CPUs with the server
@@ -11,6 +12,13 @@
 // server stall therefore counts against every call it delays (no
 // coordinated omission, as wrk2 measures). The latency from the actual send
 // is reported beside it.
+//
+// The closed loop is for the DPoP runs: each request there carries its own
+// single-use proof, which ghz cannot sign per call, so the harness signs them
+// all before the run and pace sends message i as call i. Each worker sends
+// its next call as soon as its previous one is answered, and the run stops
+// after -n calls or at -duration, whichever comes first (the calls made are
+// reported, so a run cut short shows).
 //
 // A call fails when the RPC fails or when its CheckResponse is not OK (a
 // denial). It is started by the harness (go run ./bench); it is not a
@@ -36,6 +44,7 @@ import (
 	"github.com/extauthz/extauthz/bench/internal/loadstat"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -71,9 +80,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	addr := fs.String("addr", "", "gRPC address of the ext_authz server (host:port)")
 	data := fs.String("data", "", "CheckRequests as count-prefixed binary messages (ghz --binary-file format); call i sends message i mod len")
 	rate := fs.Int("rps", 1000, "calls per second")
-	dur := fs.Duration("duration", 10*time.Second, "how long to send")
+	dur := fs.Duration("duration", 10*time.Second, "open loop: how long to send; closed loop: the longest the run may last")
 	inflight := fs.Int("max-inflight", 1024, "most calls waiting at once")
 	timeout := fs.Duration("timeout", 10*time.Second, "deadline of one call")
+	workers := fs.Int("c", 0, "closed loop: this many workers, each sending its next call when the previous one is answered (0: open loop at -rps)")
+	calls := fs.Int64("n", 0, "closed loop: calls to make; the run stops earlier at -duration")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -81,7 +92,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch {
 	case *addr == "" || *data == "":
 		return errors.New("-addr and -data are required")
-	case *rate <= 0 || n <= 0 || n > maxCalls:
+	case *workers < 0 || *workers > maxInflight:
+		return fmt.Errorf("-c must be from 0 to %d", maxInflight)
+	case *workers > 0 && (*calls < 1 || *calls > maxCalls || *dur <= 0):
+		return fmt.Errorf("with -c, -n must be from 1 to %d and -duration positive", maxCalls)
+	case *workers == 0 && (*rate <= 0 || n <= 0 || n > maxCalls):
 		return fmt.Errorf("-rps × -duration must be from 1 to %d calls", maxCalls)
 	case *inflight <= 0 || *inflight > maxInflight:
 		return fmt.Errorf("-max-inflight must be from 1 to %d", maxInflight)
@@ -96,11 +111,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer conn.Close()
 	client := authv3.NewAuthorizationClient(conn)
-	// One call to open the connection before the clock starts.
-	if _, err := client.Check(ctx, reqs[0], grpc.WaitForReady(true)); err != nil {
-		return fmt.Errorf("first call: %w", err)
+	var r report
+	if *workers > 0 {
+		// The connection is opened before the clock starts, without a
+		// call: each request is sent once (a DPoP proof is single-use).
+		if err := connect(ctx, conn, *timeout); err != nil {
+			return err
+		}
+		r = drive(ctx, client, reqs, *calls, *workers, *dur, *timeout)
+	} else {
+		// One call to open the connection before the clock starts.
+		if _, err := client.Check(ctx, reqs[0], grpc.WaitForReady(true)); err != nil {
+			return fmt.Errorf("first call: %w", err)
+		}
+		r = send(ctx, client, reqs, n, time.Second/time.Duration(*rate), *inflight, *timeout)
 	}
-	r := send(ctx, client, reqs, n, time.Second/time.Duration(*rate), *inflight, *timeout)
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -141,14 +166,7 @@ func send(ctx context.Context, client authv3.AuthorizationClient, reqs []*authv3
 			resp, err := client.Check(cctx, reqs[i%int64(len(reqs))])
 			end := time.Now()
 			sched[i], sent[i] = end.Sub(at), end.Sub(t0)
-			kind := ""
-			switch {
-			case err != nil:
-				kind = status.Code(err).String()
-			case codes.Code(resp.GetStatus().GetCode()) != codes.OK:
-				kind = "denied"
-			}
-			if kind != "" {
+			if kind := failure(resp, err); kind != "" {
 				errs.Add(1)
 				mu.Lock()
 				kinds[kind]++
@@ -172,6 +190,84 @@ func send(ctx context.Context, client authv3.AuthorizationClient, reqs []*authv3
 		r.ErrorKinds = kinds
 	}
 	return r
+}
+
+// connect opens conn and waits until it is ready, at most timeout.
+func connect(ctx context.Context, conn *grpc.ClientConn, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	conn.Connect()
+	for st := conn.GetState(); st != connectivity.Ready; st = conn.GetState() {
+		if !conn.WaitForStateChange(ctx, st) {
+			return fmt.Errorf("connect: %w (state %s)", ctx.Err(), st)
+		}
+	}
+	return nil
+}
+
+// drive makes n calls from workers goroutines, each sending its next call
+// (call i sends reqs[i mod len]) when its previous one is answered, until
+// the n calls are made or bound has passed.
+func drive(ctx context.Context, client authv3.AuthorizationClient, reqs []*authv3.CheckRequest, n int64, workers int, bound, timeout time.Duration) report {
+	lat := make([]time.Duration, n)
+	var (
+		wg    sync.WaitGroup
+		next  atomic.Int64
+		mu    sync.Mutex
+		kinds = map[string]int64{}
+		errs  int64
+		start = time.Now()
+		stop  = start.Add(bound)
+	)
+	for range workers {
+		wg.Go(func() {
+			for ctx.Err() == nil && time.Now().Before(stop) {
+				i := next.Add(1) - 1
+				if i >= n {
+					return
+				}
+				cctx, cancel := context.WithTimeout(ctx, timeout)
+				t0 := time.Now()
+				resp, err := client.Check(cctx, reqs[i%int64(len(reqs))])
+				lat[i] = time.Since(t0)
+				cancel()
+				if kind := failure(resp, err); kind != "" {
+					mu.Lock()
+					errs++
+					kinds[kind]++
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	// Every index taken below n is a call made, and a worker stopped by the
+	// bound took none: the calls made are the first min(next, n).
+	made := min(next.Load(), n)
+	lat = lat[:made]
+	slices.Sort(lat)
+	r := report{
+		Requests: made, Elapsed: elapsed, RPS: float64(made) / elapsed.Seconds(),
+		P50: percentile(lat, 50), P99: percentile(lat, 99), P999: percentile(lat, 99.9),
+		Errors: errs,
+	}
+	if len(kinds) > 0 {
+		r.ErrorKinds = kinds
+	}
+	return r
+}
+
+// failure is the kind of a failed call: its gRPC status when the RPC
+// failed, "denied" when the CheckResponse is not OK, "" for an allowed call.
+func failure(resp *authv3.CheckResponse, err error) string {
+	switch {
+	case err != nil:
+		return status.Code(err).String()
+	case codes.Code(resp.GetStatus().GetCode()) != codes.OK:
+		return "denied"
+	}
+	return ""
 }
 
 // percentile is the nearest-rank percentile of sorted samples.

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,7 +36,7 @@ func (a answer) Check(_ context.Context, req *authv3.CheckRequest) (*authv3.Chec
 	return &authv3.CheckResponse{Status: &statuspb.Status{Code: int32(codes.PermissionDenied)}}, nil
 }
 
-func serve(t *testing.T, a answer) string {
+func serve(t *testing.T, a authv3.AuthorizationServer) string {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -140,6 +142,91 @@ func TestScheduledLatency(t *testing.T) {
 	}
 }
 
+// TestClosedLoop: with -c, pace makes exactly -n calls, never more than -c
+// at once, counts denials as errors, and stops at -duration.
+func TestClosedLoop(t *testing.T) {
+	tests := []struct {
+		name         string
+		delay        time.Duration
+		paths        []string
+		args         []string
+		wantRequests int64
+		wantErrors   int64
+		minElapsed   time.Duration
+	}{
+		{name: "allowed", paths: []string{"/ok/1", "/ok/2"}, args: []string{"-c", "4", "-n", "300"}, wantRequests: 300},
+		{name: "denials are errors", paths: []string{"/ok", "/no"}, args: []string{"-c", "3", "-n", "100"}, wantRequests: 100, wantErrors: 50},
+		// 2 workers × 2ms a call: 50 calls take 50ms at least.
+		{name: "concurrency bounds the pace", delay: 2 * time.Millisecond, paths: []string{"/ok"}, args: []string{"-c", "2", "-n", "50"},
+			wantRequests: 50, minElapsed: 50 * time.Millisecond},
+		// 10ms a call on one worker: about 10 calls fit in 100ms, not 1000.
+		{name: "the time bound", delay: 10 * time.Millisecond, paths: []string{"/ok"}, args: []string{"-c", "1", "-n", "1000", "-duration", "100ms"},
+			wantRequests: -1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			addr := serve(t, answer{delay: tc.delay})
+			r := runPace(t, append([]string{"-addr", addr, "-data", writeData(t, tc.paths...)}, tc.args...)...)
+			switch {
+			case tc.wantRequests < 0 && (r.Requests < 1 || r.Requests > 20):
+				t.Errorf("requests = %d, want about 10 (cut short by -duration)", r.Requests)
+			case tc.wantRequests >= 0 && r.Requests != tc.wantRequests:
+				t.Errorf("requests = %d, want %d", r.Requests, tc.wantRequests)
+			}
+			if r.Errors != tc.wantErrors || r.ErrorKinds["denied"] != tc.wantErrors {
+				t.Errorf("errors = %d (%v), want %d denied", r.Errors, r.ErrorKinds, tc.wantErrors)
+			}
+			if !(tc.delay <= r.P50 && r.P50 <= r.P99 && r.P99 <= r.P999) {
+				t.Errorf("percentiles p50 %v p99 %v p99.9 %v, want ordered and at least %v", r.P50, r.P99, r.P999, tc.delay)
+			}
+			if r.Elapsed < tc.minElapsed || r.RPS <= 0 {
+				t.Errorf("elapsed %v, rps %v; want at least %v", r.Elapsed, r.RPS, tc.minElapsed)
+			}
+		})
+	}
+}
+
+// counter is a test ext_authz server that allows everything and counts the
+// calls by path.
+type counter struct {
+	authv3.UnimplementedAuthorizationServer
+	mu    sync.Mutex
+	paths map[string]int
+}
+
+func (c *counter) Check(_ context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.paths[req.GetAttributes().GetRequest().GetHttp().GetPath()]++
+	return &authv3.CheckResponse{Status: &statuspb.Status{}}, nil
+}
+
+// TestClosedLoopSendsEachOnce: with as many calls as requests, the closed
+// loop sends each request exactly once, the connection opened without a
+// call (a DPoP proof is single-use).
+func TestClosedLoopSendsEachOnce(t *testing.T) {
+	c := &counter{paths: map[string]int{}}
+	addr := serve(t, c)
+	paths := make([]string, 100)
+	for i := range paths {
+		paths[i] = fmt.Sprintf("/ok/%d", i)
+	}
+	r := runPace(t, "-addr", addr, "-data", writeData(t, paths...), "-c", "8", "-n", "100")
+	if r.Requests != 100 || r.Errors != 0 {
+		t.Fatalf("requests %d, errors %d; want 100 and 0", r.Requests, r.Errors)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range paths {
+		if got := c.paths[p]; got != 1 {
+			t.Errorf("%s sent %d times, want 1", p, got)
+		}
+	}
+	if len(c.paths) != len(paths) {
+		t.Errorf("%d paths seen, want %d", len(c.paths), len(paths))
+	}
+}
+
 func TestRunErrors(t *testing.T) {
 	dir := t.TempDir()
 	corrupt := filepath.Join(dir, "corrupt.bin")
@@ -159,6 +246,8 @@ func TestRunErrors(t *testing.T) {
 		{name: "no address", args: []string{"-data", good}, want: "required"},
 		{name: "zero rate", args: []string{"-addr", "127.0.0.1:1", "-data", good, "-rps", "0"}, want: "-rps"},
 		{name: "too many calls", args: []string{"-addr", "127.0.0.1:1", "-data", good, "-rps", "100000", "-duration", "1000s"}, want: "-rps"},
+		{name: "closed loop without a count", args: []string{"-addr", "127.0.0.1:1", "-data", good, "-c", "4"}, want: "-n"},
+		{name: "closed loop, too many workers", args: []string{"-addr", "127.0.0.1:1", "-data", good, "-c", "100000", "-n", "10"}, want: "-c"},
 		{name: "in-flight bound", args: []string{"-addr", "127.0.0.1:1", "-data", good, "-max-inflight", "100000"}, want: "-max-inflight"},
 		{name: "bad length prefix", args: []string{"-addr", "127.0.0.1:1", "-data", corrupt}, want: "bad length prefix"},
 		{name: "no requests", args: []string{"-addr", "127.0.0.1:1", "-data", empty}, want: "no requests"},

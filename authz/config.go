@@ -132,7 +132,7 @@ const (
 	// DefaultRealm is the realm of the WWW-Authenticate challenge.
 	DefaultRealm = "extauthz"
 	// DefaultDPoPReplayCacheSize bounds the DPoP proofs remembered per
-	// window (about 40 bytes each, two windows at most).
+	// window (about 30 bytes each, two windows at most).
 	DefaultDPoPReplayCacheSize = 1 << 20
 )
 

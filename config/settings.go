@@ -105,7 +105,7 @@ var settings = []setting{
 		field: bind(func(c *Config) *int { return &c.MaxTokenBytes }, positive)},
 	{name: "token-cache-size", def: strconv.Itoa(authz.DefaultTokenCacheSize), usage: "verified tokens remembered (by SHA-256) so a repeat costs no RSA verification; 0 disables",
 		field: bind(func(c *Config) *int { return &c.TokenCacheSize }, cacheSize)},
-	{name: "dpop-replay-cache-size", def: strconv.Itoa(authz.DefaultDPoPReplayCacheSize), usage: "DPoP proofs remembered within their window (about 40 bytes each, two windows at most); a proof beyond it is refused",
+	{name: "dpop-replay-cache-size", def: strconv.Itoa(authz.DefaultDPoPReplayCacheSize), usage: "DPoP proofs remembered within their window (about 30 bytes each, two windows at most); a proof beyond it is refused",
 		field: bind(func(c *Config) *int { return &c.DPoPReplayCacheSize }, positive)},
 	{name: "realm", def: authz.DefaultRealm, usage: "realm of the WWW-Authenticate challenge",
 		field: bind(func(c *Config) *string { return &c.Realm }, realm)},

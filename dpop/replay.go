@@ -17,7 +17,7 @@ type replayKey [16]byte
 // ReplayCache remembers the proofs seen within the acceptance window, so
 // that each is used once. It is bounded: when a shard is full of proofs
 // still inside the window, a new proof is refused (fail closed) rather than
-// another forgotten. Memory is about 40 bytes an entry (16-byte key, the
+// another forgotten. Memory is about 30 bytes an entry (16-byte key, the
 // map's overhead), twice the entries of one window at most.
 type ReplayCache struct {
 	window   time.Duration

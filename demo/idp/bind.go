@@ -18,7 +18,7 @@ import (
 // DPoP proof acceptance at the token endpoint: a proof's iat may be up to
 // dpopMaxAge old and dpopMaxAhead ahead of the issuer's clock (the dpop
 // package's defaults), and its jti is remembered that long; at most
-// dpopReplaySize proofs are remembered per window (about 40 bytes each), past
+// dpopReplaySize proofs are remembered per window (about 30 bytes each), past
 // which proofs are refused rather than left unchecked for reuse.
 const (
 	dpopMaxAge     = 60 * time.Second

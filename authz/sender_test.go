@@ -283,6 +283,48 @@ func TestSenderDPoP(t *testing.T) {
 			status: 401, reason: DPoPInvalid, www: dpopAlgs + `, error="invalid_dpop_proof"`,
 		},
 		{
+			name:   "a proof made 31s ago, dpop_max_age 30s",
+			mutate: withSender(SenderOptional, DPoP{MaxAge: 30 * time.Second}),
+			req: func(t *testing.T) bindReq {
+				s := proofSigner(t)
+				s.Now = func() time.Time { return testNow.Add(-31 * time.Second) }
+				tok := boundTo(t, map[string]any{"jkt": s.JKT()})
+				return bindReq{auth: dpopScheme + tok, proofs: []string{mustProof(t, s, "GET", bindURI, tok, "")}}
+			},
+			status: 401, reason: DPoPInvalid, www: dpopAlgs + `, error="invalid_dpop_proof"`,
+		},
+		{
+			name: "a proof made 31s ago, the default window",
+			req: func(t *testing.T) bindReq {
+				s := proofSigner(t)
+				s.Now = func() time.Time { return testNow.Add(-31 * time.Second) }
+				tok := boundTo(t, map[string]any{"jkt": s.JKT()})
+				return bindReq{auth: dpopScheme + tok, proofs: []string{mustProof(t, s, "GET", bindURI, tok, "")}}
+			},
+			status: 200, reason: Allowed,
+		},
+		{
+			name:   "a proof 10s ahead, dpop_max_ahead 15s",
+			mutate: withSender(SenderOptional, DPoP{MaxAhead: 15 * time.Second}),
+			req: func(t *testing.T) bindReq {
+				s := proofSigner(t)
+				s.Now = func() time.Time { return testNow.Add(10 * time.Second) }
+				tok := boundTo(t, map[string]any{"jkt": s.JKT()})
+				return bindReq{auth: dpopScheme + tok, proofs: []string{mustProof(t, s, "GET", bindURI, tok, "")}}
+			},
+			status: 200, reason: Allowed,
+		},
+		{
+			name: "a proof 10s ahead, the default 5s",
+			req: func(t *testing.T) bindReq {
+				s := proofSigner(t)
+				s.Now = func() time.Time { return testNow.Add(10 * time.Second) }
+				tok := boundTo(t, map[string]any{"jkt": s.JKT()})
+				return bindReq{auth: dpopScheme + tok, proofs: []string{mustProof(t, s, "GET", bindURI, tok, "")}}
+			},
+			status: 401, reason: DPoPInvalid,
+		},
+		{
 			name: "a plain token with the DPoP scheme",
 			req: func(t *testing.T) bindReq {
 				return bindReq{auth: dpopScheme + plain, proofs: []string{mustProof(t, alice, "GET", bindURI, plain, "")}}

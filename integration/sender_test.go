@@ -705,17 +705,12 @@ func forwardAuth(ctx context.Context, t *testing.T, ss *senderStack, name string
 	t.Run("DPoPNonce", func(t *testing.T) {
 		srv := ss.strict
 		f := start(t, srv)
-		// Caddy's forward-auth pattern cannot copy a header of the check's
-		// 2xx answer onto the client's response (README, Sender-constrained
-		// tokens): its clients keep the denial's nonce, good for one to two
-		// minutes, and get the next with the next use_dpop_nonce.
-		allowNonce := name != "caddy"
 		nonce := ""
 		for _, c := range []senderCall{
 			{name: "a proof without a nonce", want: http.StatusUnauthorized, reason: "use_dpop_nonce",
 				www: []string{dpopChallenge + `, error="use_dpop_nonce"`}, nonce: true},
-			{name: "retried with the denial's nonce", want: http.StatusOK, sub: "demo-client", nonce: allowNonce},
-			{name: "the next request with the latest nonce", want: http.StatusOK, sub: "demo-client", nonce: allowNonce},
+			{name: "retried with the denial's nonce", want: http.StatusOK, sub: "demo-client", nonce: true},
+			{name: "the next request with the latest nonce", want: http.StatusOK, sub: "demo-client", nonce: true},
 		} {
 			c.path, c.header = path, merge(defaultPort, dpopAuth(tok, prove(t, alice, http.MethodGet, defaultPortURI, tok, nonce)))
 			if n := c.run(ctx, t, nil, srv.tap, f).header.Get("DPoP-Nonce"); n != "" {

@@ -169,6 +169,7 @@ func TestRenderCaddy(t *testing.T) {
 		"header_up X-Forwarded-Host {hostport}",
 		"header_up X-Forwarded-Proto {scheme}",
 		"header_up -X-Client-Cert",
+		"include DPoP-Nonce",
 		"header_up -X-Original-Host",
 		"request_header @drop_authorization -Authorization",
 	} {

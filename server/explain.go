@@ -32,6 +32,10 @@ type ExplainRequest struct {
 	Token string
 	// ContextExtensions are Envoy's per-route context_extensions.
 	ContextExtensions map[string]string
+	// Certificate is the client certificate presented to the proxy, as
+	// Envoy's attributes.source.certificate (URL-encoded PEM), for a
+	// certificate-bound token.
+	Certificate string
 }
 
 // ToolOptions are how Explain and Validate reach the key sets.
@@ -88,7 +92,7 @@ func Explain(ctx context.Context, cfg *config.Config, req ExplainRequest, opts T
 		method = http.MethodGet
 	}
 	r := authz.Request{Method: method, Path: req.Path, Host: req.Host, Scheme: "https",
-		Headers: req.Headers, ContextExtensions: req.ContextExtensions, Trace: &authz.Trace{}}
+		Headers: req.Headers, ContextExtensions: req.ContextExtensions, Certificate: req.Certificate, Trace: &authz.Trace{}}
 	for k := range req.Headers {
 		r.HeaderNames = append(r.HeaderNames, k)
 	}

@@ -11,6 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"sort"
 	"strings"
@@ -72,21 +73,23 @@ func last(v []string) string {
 }
 
 const explainUsage = `Usage: extauthz explain [server flags or --config FILE] [--method GET] [--path /x] [--host h]
-       [--header 'Name: value' ...] [--context key=value ...] [--jwks-file FILE] [--timeout 10s] [--json]
-       [TOKEN | - | --token-file FILE]
+       [--header 'Name: value' ...] [--context key=value ...] [--client-cert FILE] [--jwks-file FILE]
+       [--timeout 10s] [--json] [TOKEN | - | --token-file FILE]
 
 Makes the decision the server would make for one request, with every step:
 the token decoded (never its signature), the provider, key, signature, time
 claims and audience, every reading of the path and the rule it meets, the
 scopes and conditions, and the outcome. Exit 0 on allow, 1 on deny, 2 on a
 usage or configuration error. Without a token it explains the request
-without credentials.
+without credentials. A DPoP proof goes in --header 'DPoP: ...' (the token is
+then sent with the DPoP scheme); --client-cert names the PEM certificate the
+client presented to the proxy, for a certificate-bound token.
 `
 
 // explain is "extauthz explain".
 func explain(ctx context.Context, args []string, env config.Lookup, stdout, stderr io.Writer) int {
 	own := map[string]bool{"method": true, "path": true, "host": true, "header": true, "context": true, "json": false,
-		"token-file": true, "jwks-file": true, "timeout": true, "h": false, "help": false}
+		"token-file": true, "jwks-file": true, "timeout": true, "client-cert": true, "h": false, "help": false}
 	mine, cfgArgs, pos, err := toolArgs(args, own)
 	usage := func(err error) int {
 		fmt.Fprintln(stderr, "extauthz explain:", err)
@@ -134,6 +137,13 @@ func explain(ctx context.Context, args []string, env config.Lookup, stdout, stde
 			req.Headers = map[string]string{}
 		}
 		req.Headers[strings.ToLower(strings.TrimSpace(name))] = strings.TrimSpace(value)
+	}
+	if f := last(mine["client-cert"]); f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return usage(err)
+		}
+		req.Certificate = url.QueryEscape(string(b)) // as Envoy's source.certificate
 	}
 	for _, kv := range mine["context"] {
 		k, v, ok := strings.Cut(kv, "=")

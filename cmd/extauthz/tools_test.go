@@ -8,6 +8,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/extauthz/extauthz/certbind"
+	"github.com/extauthz/extauthz/internal/selfsigned"
 )
 
 // TestExplain: explain decides as the server would and prints every step,
@@ -120,6 +126,64 @@ func TestValidate(t *testing.T) {
 			code := run(t.Context(), append([]string{"validate"}, tc.args...), nil, &out, &out, nil)
 			if code != tc.code || !strings.Contains(out.String(), tc.contains) {
 				t.Errorf("exit %d, want %d; output:\n%s", code, tc.code, out.String())
+			}
+		})
+	}
+}
+
+// TestExplainClientCertificate: --client-cert is the certificate the client
+// presented: a certificate-bound token is explained as allowed with its
+// certificate and as cert_binding_mismatch without it or with another.
+func TestExplainClientCertificate(t *testing.T) {
+	p := newIDP(t)
+	iss := "http://127.0.0.1:" + p.port()
+	dir := t.TempDir()
+	var x5t string
+	certs := map[string]string{}
+	for _, name := range []string{"bound", "other"} {
+		certPEM, _, err := selfsigned.Generate(name, nil, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		certs[name] = filepath.Join(dir, name+".pem")
+		if err := os.WriteFile(certs[name], certPEM, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if name == "bound" {
+			if x5t, err = certbind.FromPEM(string(certPEM)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{
+		"iss": iss, "aud": "https://api.example.com", "sub": "alice", "cnf": map[string]any{"x5t#S256": x5t},
+		"iat": time.Now().Add(-time.Minute).Unix(), "exp": time.Now().Add(time.Hour).Unix(),
+	})
+	tok.Header["kid"] = "demo"
+	raw, err := tok.SignedString(p.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := []string{"explain", "--issuer", iss, "--audience", "https://api.example.com", "--jwks-url", p.URL + "/.well-known/jwks.json", "--path", "/api"}
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{name: "its certificate", args: []string{"--client-cert", certs["bound"]}, code: 0, want: "200 allowed"},
+		{name: "no certificate", code: 1, want: "401 cert_binding_mismatch"},
+		{name: "another certificate", args: []string{"--client-cert", certs["other"]}, code: 1, want: "401 cert_binding_mismatch"},
+		{name: "no such file", args: []string{"--client-cert", filepath.Join(dir, "none.pem")}, code: 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			args := append(append(append([]string{}, base...), tc.args...), raw)
+			if code := run(t.Context(), args, nil, &stdout, &stderr, nil); code != tc.code {
+				t.Fatalf("exit %d, want %d\n%s%s", code, tc.code, stdout.String(), stderr.String())
+			}
+			if !strings.Contains(stdout.String(), tc.want) {
+				t.Errorf("output lacks %q:\n%s", tc.want, stdout.String())
 			}
 		})
 	}

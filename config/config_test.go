@@ -613,6 +613,7 @@ func TestLoadFileErrors(t *testing.T) {
 		{name: "bad log level", body: single + "log_level: loud\n", line: 3, wants: []string{"log_level", "loud"}},
 		{name: "bad log format", body: single + "log_format: xml\n", line: 3, wants: []string{"log_format", "xml"}},
 		{name: "public path without slash", body: "issuer: https://i.example.com\naudience: a\npublic_paths: health\n", line: 3, wants: []string{"public_paths", "health"}},
+		{name: "public path with a space", body: single + "public_paths: / 0\n", line: 3, wants: []string{"public_paths", `"/ 0"`}},
 		{name: "rule public and scopes", body: single + "rules:\n  - path: /ok\n  - path: /a\n    public: true\n    scopes: [x]\n", line: 5, wants: []string{"rules[1]", "public", "scopes"}},
 		{name: "rule without path", body: single + "rules:\n  - public: true\n", line: 4, wants: []string{"rules[0]", "path"}},
 		{name: "rule path not absolute", body: single + "rules:\n  - path: admin\n", line: 4, wants: []string{"rules[0]", "admin"}},

@@ -15,20 +15,21 @@ import (
 // loadRules sets cfg.Rules: the paths of public-paths first, then the
 // file's rules.
 func loadRules(cfg *Config, src *sources) error {
-	if v, where := src.value(named("public-paths")); v != "" {
+	// where names each rule and policy for CheckRules's errors (the
+	// public-paths setting's source, a file rule's line); the Config holds
+	// them without it.
+	var where []Rule
+	if v, from := src.value(named("public-paths")); v != "" {
 		for _, p := range strings.Split(v, ",") {
 			if p = strings.TrimSpace(p); p != "" {
 				if !strings.HasPrefix(p, "/") {
-					return fmt.Errorf("%s: %q does not start with /", where, p)
+					return fmt.Errorf("%s: %q does not start with /", from, p)
 				}
 				cfg.Rules = append(cfg.Rules, Rule{Path: p, Public: true})
+				where = append(where, Rule{Path: p, Public: true, Where: from})
 			}
 		}
 	}
-	// where names each file rule and policy for CheckRules's errors; the
-	// Config holds them without it.
-	where := make([]Rule, 0, len(cfg.Rules)+len(src.file.Rules))
-	where = append(where, cfg.Rules...)
 	for i, r := range src.file.Rules {
 		at := fmt.Sprintf("%s: rules[%d]", src.at("rules", i), i)
 		switch {

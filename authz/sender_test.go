@@ -171,6 +171,17 @@ func withSender(constraint string, d DPoP) func(*Config) {
 	}
 }
 
+// madeAt is a request with a token bound to a key of its own and a proof
+// by that key made at testNow+d.
+func madeAt(d time.Duration) func(t *testing.T) bindReq {
+	return func(t *testing.T) bindReq {
+		s := proofSigner(t)
+		s.Now = func() time.Time { return testNow.Add(d) }
+		tok := boundTo(t, map[string]any{"jkt": s.JKT()})
+		return bindReq{auth: dpopScheme + tok, proofs: []string{mustProof(t, s, "GET", bindURI, tok, "")}}
+	}
+}
+
 // TestSenderDPoP: every rule of RFC 9449 §7 the bind stage applies, through
 // Check and ServeHTTP, each a case that fails without it.
 func TestSenderDPoP(t *testing.T) {
@@ -273,55 +284,30 @@ func TestSenderDPoP(t *testing.T) {
 			status: 401, reason: DPoPInvalid, www: dpopAlgs + `, error="invalid_dpop_proof"`,
 		},
 		{
-			name: "a proof made 61s ago",
-			req: func(t *testing.T) bindReq {
-				s := proofSigner(t)
-				s.Now = func() time.Time { return testNow.Add(-61 * time.Second) }
-				tok := boundTo(t, map[string]any{"jkt": s.JKT()})
-				return bindReq{auth: dpopScheme + tok, proofs: []string{mustProof(t, s, "GET", bindURI, tok, "")}}
-			},
+			name:   "a proof made 61s ago",
+			req:    madeAt(-61 * time.Second),
 			status: 401, reason: DPoPInvalid, www: dpopAlgs + `, error="invalid_dpop_proof"`,
 		},
 		{
 			name:   "a proof made 31s ago, dpop_max_age 30s",
 			mutate: withSender(SenderOptional, DPoP{MaxAge: 30 * time.Second}),
-			req: func(t *testing.T) bindReq {
-				s := proofSigner(t)
-				s.Now = func() time.Time { return testNow.Add(-31 * time.Second) }
-				tok := boundTo(t, map[string]any{"jkt": s.JKT()})
-				return bindReq{auth: dpopScheme + tok, proofs: []string{mustProof(t, s, "GET", bindURI, tok, "")}}
-			},
+			req:    madeAt(-31 * time.Second),
 			status: 401, reason: DPoPInvalid, www: dpopAlgs + `, error="invalid_dpop_proof"`,
 		},
 		{
-			name: "a proof made 31s ago, the default window",
-			req: func(t *testing.T) bindReq {
-				s := proofSigner(t)
-				s.Now = func() time.Time { return testNow.Add(-31 * time.Second) }
-				tok := boundTo(t, map[string]any{"jkt": s.JKT()})
-				return bindReq{auth: dpopScheme + tok, proofs: []string{mustProof(t, s, "GET", bindURI, tok, "")}}
-			},
+			name:   "a proof made 31s ago, the default window",
+			req:    madeAt(-31 * time.Second),
 			status: 200, reason: Allowed,
 		},
 		{
 			name:   "a proof 10s ahead, dpop_max_ahead 15s",
 			mutate: withSender(SenderOptional, DPoP{MaxAhead: 15 * time.Second}),
-			req: func(t *testing.T) bindReq {
-				s := proofSigner(t)
-				s.Now = func() time.Time { return testNow.Add(10 * time.Second) }
-				tok := boundTo(t, map[string]any{"jkt": s.JKT()})
-				return bindReq{auth: dpopScheme + tok, proofs: []string{mustProof(t, s, "GET", bindURI, tok, "")}}
-			},
+			req:    madeAt(10 * time.Second),
 			status: 200, reason: Allowed,
 		},
 		{
-			name: "a proof 10s ahead, the default 5s",
-			req: func(t *testing.T) bindReq {
-				s := proofSigner(t)
-				s.Now = func() time.Time { return testNow.Add(10 * time.Second) }
-				tok := boundTo(t, map[string]any{"jkt": s.JKT()})
-				return bindReq{auth: dpopScheme + tok, proofs: []string{mustProof(t, s, "GET", bindURI, tok, "")}}
-			},
+			name:   "a proof 10s ahead, the default 5s",
+			req:    madeAt(10 * time.Second),
 			status: 401, reason: DPoPInvalid,
 		},
 		{

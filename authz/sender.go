@@ -7,6 +7,7 @@ package authz
 // every request (it is single-use by design).
 
 import (
+	"cmp"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -73,7 +74,7 @@ func compileSender(p Provider, prev *sender) (sender, error) {
 	if d.MaxAge < 0 || d.MaxAhead < 0 {
 		return sc, errors.New("dpop_max_age and dpop_max_ahead may not be negative")
 	}
-	maxAge, maxAhead := cmpOr(d.MaxAge, DefaultDPoPMaxAge), cmpOr(d.MaxAhead, DefaultDPoPMaxAhead)
+	maxAge, maxAhead := cmp.Or(d.MaxAge, DefaultDPoPMaxAge), cmp.Or(d.MaxAhead, DefaultDPoPMaxAhead)
 	sc.window = maxAge + maxAhead
 	if d.PublicBaseURL != "" {
 		base, err := checkBaseURL(d.PublicBaseURL)
@@ -109,14 +110,6 @@ func compileSender(p Provider, prev *sender) (sender, error) {
 	}
 	sc.algs = strings.Join(v.Algorithms(), " ")
 	return sc, nil
-}
-
-func cmpOr[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }
 
 // checkBaseURL returns dpop_public_base_url as scheme://host[:port].

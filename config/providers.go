@@ -199,9 +199,9 @@ func senderOf(p *Provider, fp fileProvider) error {
 		if d.raw == "" {
 			continue
 		}
-		v, err := time.ParseDuration(d.raw)
-		if err != nil || v <= 0 {
-			return fmt.Errorf("%s: %q is not a positive duration (such as 60s)", d.key, d.raw)
+		v, err := positiveDuration(d.raw)
+		if err != nil {
+			return fmt.Errorf("%s: %w", d.key, err)
 		}
 		*d.to = v
 	}
